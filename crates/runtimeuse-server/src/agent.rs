@@ -1,0 +1,148 @@
+//! The agent seam: what every agent (echo, OpenAI, Claude, external) implements.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use runtimeuse_protocol::{AssistantMessage, Command, ResultData, ServerMessage};
+use serde_json::{Map, Value};
+use tokio_util::sync::CancellationToken;
+
+use crate::artifacts::Artifacts;
+use crate::command::{CommandError, CommandOptions, CommandOutcome, run_command};
+use crate::outbox::Outbox;
+use crate::redact::Redactor;
+
+/// Everything an agent needs to know about one invocation.
+#[derive(Debug, Clone)]
+pub struct AgentRequest {
+    /// System prompt.
+    pub system_prompt: String,
+    /// User prompt.
+    pub user_prompt: String,
+    /// Model name.
+    pub model: String,
+    /// The caller's JSON schema, already unwrapped from `{"type":"json_schema","schema":…}`.
+    pub output_schema: Option<Value>,
+    /// The runtime's environment with `agent_env` merged over it.
+    pub env: BTreeMap<String, String>,
+    /// The request's secrets.
+    pub secrets: Redactor,
+    /// Caller-defined id, for logs.
+    pub source_id: Option<String>,
+}
+
+/// What a successful agent run returns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentOutput {
+    /// Text or structured output.
+    pub data: ResultData,
+    /// Usage, durations, turns…
+    pub metadata: Map<String, Value>,
+}
+
+/// A failed agent run: becomes the request's `error_message`.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{message}")]
+pub struct AgentError {
+    /// Human-readable message.
+    pub message: String,
+    /// Anything useful for the caller (error name, usage so far…).
+    pub metadata: Map<String, Value>,
+}
+
+impl AgentError {
+    /// An error with empty metadata.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            metadata: Map::new(),
+        }
+    }
+
+    /// Adds one metadata entry.
+    #[must_use]
+    pub fn with_metadata(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.metadata.insert(key.to_owned(), value.into());
+        self
+    }
+}
+
+/// What an agent may do while it runs: talk to the client, run commands, see artifacts.
+#[derive(Clone, Debug)]
+pub struct AgentContext {
+    cancel: CancellationToken,
+    outbox: Outbox,
+    commands: CommandOptions,
+    artifacts: Artifacts,
+}
+
+impl AgentContext {
+    /// Builds a context (the session does this for every invocation).
+    pub fn new(
+        cancel: CancellationToken,
+        outbox: Outbox,
+        commands: CommandOptions,
+        artifacts: Artifacts,
+    ) -> Self {
+        Self {
+            cancel,
+            outbox,
+            commands,
+            artifacts,
+        }
+    }
+
+    /// Cancelled when the request is cancelled, the client leaves or the runtime stops.
+    pub fn cancel_token(&self) -> &CancellationToken {
+        &self.cancel
+    }
+
+    /// Sends one `assistant_message` (redacted on the way out).
+    pub async fn assistant_message(&self, text_blocks: Vec<String>) {
+        // A closed outbox means the client left; the request is being cancelled anyway.
+        let _ = self
+            .outbox
+            .send(ServerMessage::AssistantMessage(AssistantMessage {
+                text_blocks,
+            }))
+            .await;
+    }
+
+    /// Runs a shell command in its own process group, streaming its output to the client.
+    pub async fn run_command(&self, command: &Command) -> Result<CommandOutcome, CommandError> {
+        run_command(command, &self.commands, &self.outbox, &self.cancel).await
+    }
+
+    /// The command options (limits, default directory) in force for this request.
+    pub fn command_options(&self) -> &CommandOptions {
+        &self.commands
+    }
+
+    /// Waits until `path` has been announced as an artifact (or `timeout` passes).
+    /// Returns whether it was announced.
+    pub async fn wait_for_artifact(&self, path: &Path, timeout: Duration) -> bool {
+        tokio::select! {
+            picked = self.artifacts.wait_picked_up(path, timeout) => picked,
+            () = self.cancel.cancelled() => false,
+        }
+    }
+}
+
+/// An agent: turns one invocation into a result.
+///
+/// Implementations must return promptly once [`AgentContext::cancel_token`] fires and must
+/// not leave processes behind; they must treat an answer that does not match the
+/// requested schema as an error.
+#[async_trait::async_trait]
+pub trait Agent: Send + Sync + 'static {
+    /// Short name (`echo`, `openai`, `claude`), shown by `/health`.
+    fn name(&self) -> &str;
+
+    /// Runs the invocation.
+    async fn run(
+        &self,
+        request: AgentRequest,
+        ctx: AgentContext,
+    ) -> Result<AgentOutput, AgentError>;
+}

@@ -1,0 +1,6 @@
+//! Test support shared by the workspace's integration tests. Everything here is real:
+//! real HTTP servers bound to 127.0.0.1 on port 0.
+
+pub mod blob_server;
+
+pub use blob_server::{BlobServer, Upload};
