@@ -39,6 +39,11 @@ impl OutboxReceiver {
         self.rx.recv().await
     }
 
+    /// A frame that is already queued, without waiting.
+    pub fn try_recv(&mut self) -> Option<String> {
+        self.rx.try_recv().ok()
+    }
+
     /// Stops accepting frames; pending senders see [`OutboxClosed`].
     pub fn close(&mut self) {
         self.rx.close();

@@ -1,7 +1,18 @@
-//! Presigned `PUT` uploads of artifact files (stub: signatures only).
+//! Presigned `PUT` uploads of artifact files.
+//!
+//! The file is streamed from disk with an explicit `Content-Length` (presigned S3 URLs
+//! refuse chunked bodies), so memory stays flat for gigabyte files. Connection errors and
+//! 5xx answers are retried with exponential backoff; other statuses fail at once.
 
 use std::path::Path;
 use std::time::Duration;
+
+use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use tokio::io::AsyncReadExt;
+use url::Url;
+
+/// Read size when streaming the file.
+const READ_CHUNK: usize = 256 * 1024;
 
 /// Retry policy for uploads: connection errors and 5xx are retried.
 #[derive(Debug, Clone)]
@@ -42,6 +53,8 @@ pub enum UploadError {
 
 /// Streams the file at `path` to `url` with `PUT` and `Content-Type: content_type`.
 /// Returns the number of bytes sent.
+///
+/// The file is reopened for every attempt, so a retry sends its current content.
 pub async fn upload_file(
     http: &reqwest::Client,
     path: &Path,
@@ -49,6 +62,89 @@ pub async fn upload_file(
     content_type: &str,
     policy: &RetryPolicy,
 ) -> Result<u64, UploadError> {
-    let _ = (http, path, url, content_type, policy);
-    Err(UploadError::Connection("not implemented".into()))
+    let shown = loggable(url);
+    let attempts = policy.attempts.max(1);
+    let mut backoff = policy.initial_backoff;
+    let mut attempt = 1;
+    loop {
+        let error = match put_once(http, path, url, content_type).await {
+            Ok(len) => {
+                tracing::debug!(url = %shown, attempt, bytes = len, "upload done");
+                return Ok(len);
+            }
+            Err(Failure::Fatal(e)) => {
+                tracing::warn!(url = %shown, attempt, error = %e, "upload failed");
+                return Err(e);
+            }
+            Err(Failure::Retryable(e)) => e,
+        };
+        if attempt >= attempts {
+            tracing::warn!(url = %shown, attempt, error = %error, "upload failed, no retries left");
+            return Err(error);
+        }
+        tracing::info!(
+            url = %shown, attempt, attempts, error = %error, retry_in = ?backoff,
+            "upload attempt failed, retrying"
+        );
+        tokio::time::sleep(backoff).await;
+        backoff = backoff.saturating_mul(2);
+        attempt += 1;
+    }
+}
+
+enum Failure {
+    Retryable(UploadError),
+    Fatal(UploadError),
+}
+
+async fn put_once(
+    http: &reqwest::Client,
+    path: &Path,
+    url: &str,
+    content_type: &str,
+) -> Result<u64, Failure> {
+    let read_error = |source| {
+        Failure::Fatal(UploadError::Read {
+            path: path.display().to_string(),
+            source,
+        })
+    };
+    let file = tokio::fs::File::open(path).await.map_err(read_error)?;
+    let len = file.metadata().await.map_err(read_error)?.len();
+    // Never send more than announced, even if the file grows meanwhile; if it shrinks,
+    // the body ends early, the request fails and the retry sends the new content.
+    let reader = file.take(len);
+    let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(
+        reader, READ_CHUNK,
+    ));
+    let response = http
+        .put(url)
+        .header(CONTENT_TYPE, content_type)
+        .header(CONTENT_LENGTH, len)
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| Failure::Retryable(UploadError::Connection(crate::download::causes(&e))))?;
+    let status = response.status();
+    if status.is_success() {
+        Ok(len)
+    } else if status.is_server_error() {
+        Err(Failure::Retryable(UploadError::Status(status.as_u16())))
+    } else {
+        Err(Failure::Fatal(UploadError::Status(status.as_u16())))
+    }
+}
+
+/// Scheme, host and path of `url`: presigned URLs carry credentials in the query.
+fn loggable(url: &str) -> String {
+    match Url::parse(url) {
+        Ok(mut u) => {
+            u.set_query(None);
+            u.set_fragment(None);
+            let _ = u.set_password(None);
+            let _ = u.set_username("");
+            u.to_string()
+        }
+        Err(_) => "(invalid URL)".to_owned(),
+    }
 }

@@ -15,8 +15,9 @@ use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use tokio::sync::Notify;
 
-/// Bodies up to this size are kept in memory for assertions; larger ones only by length
-/// and checksum.
+/// Bodies up to this size are kept in memory for assertions (unless
+/// [`BlobServer::set_keep_body_limit`] says otherwise); larger ones only by length and
+/// checksum.
 const KEEP_BODY_LIMIT: u64 = 64 * 1024 * 1024;
 
 /// One received `PUT`.
@@ -44,7 +45,9 @@ struct Shared {
     put_failures: HashMap<String, Vec<u16>>,
     uploads: HashMap<String, Vec<Upload>>,
     put_attempts: HashMap<String, u32>,
+    put_content_lengths: HashMap<String, Vec<Option<u64>>>,
     get_count: HashMap<String, u32>,
+    keep_body_limit: Option<u64>,
 }
 
 /// The server. Dropping it does not stop it; it lives until the test's runtime ends.
@@ -159,6 +162,22 @@ impl BlobServer {
             .unwrap_or(0)
     }
 
+    /// The `Content-Length` header of every `PUT` at `/<path>` (failed attempts
+    /// included), oldest first; `None` where it was absent (a chunked body).
+    pub fn put_content_lengths(&self, path: &str) -> Vec<Option<u64>> {
+        self.lock()
+            .put_content_lengths
+            .get(&key(path))
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Keeps received bodies in memory only up to `limit` bytes (default 64 MiB); set it
+    /// low when a test measures the memory of a large upload.
+    pub fn set_keep_body_limit(&self, limit: u64) {
+        self.lock().keep_body_limit = Some(limit);
+    }
+
     /// Number of `GET`s of `/<path>`.
     pub fn get_count(&self, path: &str) -> u32 {
         self.lock().get_count.get(&key(path)).copied().unwrap_or(0)
@@ -233,16 +252,28 @@ async fn get(server: &BlobServer, path: &str) -> Response {
 }
 
 async fn put(server: &BlobServer, path: &str, request: Request) -> Response {
-    let failure = {
+    let content_length = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let (failure, keep_limit) = {
         let mut shared = server.lock();
         *shared.put_attempts.entry(path.to_owned()).or_default() += 1;
-        shared.put_failures.get_mut(path).and_then(|list| {
+        shared
+            .put_content_lengths
+            .entry(path.to_owned())
+            .or_default()
+            .push(content_length);
+        let keep_limit = shared.keep_body_limit.unwrap_or(KEEP_BODY_LIMIT);
+        let failure = shared.put_failures.get_mut(path).and_then(|list| {
             if list.is_empty() {
                 None
             } else {
                 Some(list.remove(0))
             }
-        })
+        });
+        (failure, keep_limit)
     };
     if let Some(status) = failure {
         server.changed.notify_waiters();
@@ -265,7 +296,7 @@ async fn put(server: &BlobServer, path: &str, request: Request) -> Response {
         };
         len += chunk.len() as u64;
         sum = checksum_update(sum, &chunk);
-        if len > KEEP_BODY_LIMIT {
+        if len > keep_limit {
             body = None;
         } else if let Some(b) = body.as_mut() {
             b.extend_from_slice(&chunk);

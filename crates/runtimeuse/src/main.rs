@@ -1,1 +1,29 @@
-fn main() {}
+//! `runtimeuse`: the runtime (serve, the default) and a command-line client.
+
+mod cli;
+mod serve;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = cli::Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("runtimeuse: could not start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            None => serve::run(cli.serve).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("runtimeuse: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! One WebSocket connection to the runtime: dialling, typed frames in and out.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use runtimeuse_protocol::{ClientMessage, Incoming, ServerMessage, parse_server_frame};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use crate::Error;
+
+type WsStream = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// How to reach the runtime; shared by one-shot calls and sessions.
+#[derive(Debug, Clone)]
+pub(crate) struct ConnectConfig {
+    pub url: String,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub connect_timeout: Duration,
+}
+
+/// An open connection.
+///
+/// Besides the socket it owns an outbox: messages queued there (artifact upload answers
+/// given from an event stream, possibly from another task) are written by whoever is
+/// reading the connection at the time.
+pub(crate) struct Connection {
+    pub ws: WsStream,
+    pub outbox_tx: mpsc::UnboundedSender<ClientMessage>,
+    pub outbox_rx: mpsc::UnboundedReceiver<ClientMessage>,
+    closed: bool,
+}
+
+impl Connection {
+    /// Dials the runtime, bounded by the connect timeout.
+    pub async fn open(config: &ConnectConfig) -> Result<Self, Error> {
+        let connect_error = |source: Box<dyn std::error::Error + Send + Sync>| Error::Connect {
+            url: config.url.clone(),
+            source,
+        };
+        let mut request = config
+            .url
+            .as_str()
+            .into_client_request()
+            .map_err(|e| connect_error(e.into()))?;
+        request.headers_mut().extend(config.headers.iter().cloned());
+        tracing::debug!(url = %config.url, "connecting to the runtime");
+        let ws = tokio::time::timeout(config.connect_timeout, crate::tls::dial(request))
+            .await
+            .map_err(|_| {
+                connect_error(
+                    format!("no WebSocket handshake within {:?}", config.connect_timeout).into(),
+                )
+            })?
+            .map_err(|e| connect_error(e.into()))?;
+        let (outbox_tx, outbox_rx) = mpsc::unbounded_channel();
+        Ok(Self {
+            ws,
+            outbox_tx,
+            outbox_rx,
+            closed: false,
+        })
+    }
+
+    /// Whether the socket is known to be unusable.
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// Writes one message.
+    pub async fn send(&mut self, message: &ClientMessage) -> Result<(), Error> {
+        if self.closed {
+            return Err(closed("the connection is already closed"));
+        }
+        let text = serde_json::to_string(message)
+            .map_err(|e| Error::Protocol(format!("could not encode a message: {e}")))?;
+        if let Err(e) = self.ws.send(Message::text(text)).await {
+            self.closed = true;
+            return Err(closed(&e.to_string()));
+        }
+        Ok(())
+    }
+
+    /// Writes everything queued in the outbox.
+    pub async fn flush_outbox(&mut self) -> Result<(), Error> {
+        while let Ok(message) = self.outbox_rx.try_recv() {
+            self.send(&message).await?;
+        }
+        Ok(())
+    }
+
+    /// Turns what the socket yielded into a message; `Ok(None)` for control frames.
+    ///
+    /// Takes the raw item so that callers can `select!` on `self.ws.next()` directly.
+    pub fn decode(
+        &mut self,
+        item: Option<Result<Message, tungstenite::Error>>,
+    ) -> Result<Option<Incoming<ServerMessage>>, Error> {
+        let message = match item {
+            None => {
+                self.closed = true;
+                return Err(closed("the runtime closed the connection"));
+            }
+            Some(Err(e)) => {
+                self.closed = true;
+                return Err(closed(&e.to_string()));
+            }
+            Some(Ok(message)) => message,
+        };
+        match message {
+            Message::Text(text) => parse_server_frame(text.as_str())
+                .map(Some)
+                .map_err(|e| Error::Protocol(format!("malformed frame from the runtime: {e}"))),
+            Message::Binary(_) => Err(Error::Protocol(
+                "unexpected binary frame from the runtime".into(),
+            )),
+            Message::Close(frame) => {
+                self.closed = true;
+                let reason = match frame {
+                    Some(frame) => format!("the runtime closed the connection ({})", frame.code),
+                    None => "the runtime closed the connection".into(),
+                };
+                Err(closed(&reason))
+            }
+            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => Ok(None),
+        }
+    }
+
+    /// Reads the next message (control frames skipped).
+    pub async fn recv(&mut self) -> Result<Incoming<ServerMessage>, Error> {
+        loop {
+            let item = self.ws.next().await;
+            if let Some(incoming) = self.decode(item)? {
+                return Ok(incoming);
+            }
+        }
+    }
+
+    /// Closes the socket politely; errors are irrelevant at this point.
+    pub async fn close(&mut self) {
+        if !self.closed {
+            self.closed = true;
+            let _ = self.ws.close(None).await;
+        }
+    }
+}
+
+fn closed(reason: &str) -> Error {
+    Error::ConnectionClosed {
+        reason: reason.to_owned(),
+    }
+}

@@ -1,0 +1,71 @@
+//! The event task: file-system events in, upload requests out.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::readiness::Readiness;
+use super::shared::Shared;
+use super::watch::{FsEvent, Overflow};
+
+/// Events handled in one go before ready files are announced.
+const BATCH: usize = 256;
+
+/// Runs until `stop` fires or the watcher goes away; then settles what is left.
+pub(super) async fn run(
+    shared: Arc<Shared>,
+    mut events: mpsc::Receiver<FsEvent>,
+    overflow: Arc<Overflow>,
+    stop: CancellationToken,
+) {
+    let mut readiness = Readiness::new(shared.options.stability_window);
+    let mut ready: Vec<PathBuf> = Vec::new();
+    loop {
+        let due = readiness.next_due();
+        tokio::select! {
+            biased;
+            () = stop.cancelled() => break,
+            event = events.recv() => {
+                let Some(event) = event else { break };
+                readiness.handle(&shared, event);
+                for _ in 1..BATCH {
+                    match events.try_recv() {
+                        Ok(event) => readiness.handle(&shared, event),
+                        Err(_) => break,
+                    }
+                }
+            }
+            () = overflow.raised() => {
+                if overflow.take() {
+                    readiness.rescan_all(&shared);
+                }
+            }
+            () = sleep_until_due(due) => {}
+        }
+        readiness.poll(&shared, Instant::now(), &mut ready);
+        for path in ready.drain(..) {
+            shared.announce(path).await;
+        }
+    }
+    // No more events will come: take in what is queued and settle every candidate now.
+    while let Ok(event) = events.try_recv() {
+        readiness.handle(&shared, event);
+    }
+    if overflow.take() {
+        readiness.rescan_all(&shared);
+    }
+    readiness.flush(&shared, &mut ready);
+    for path in ready {
+        shared.announce(path).await;
+    }
+}
+
+async fn sleep_until_due(due: Option<Instant>) {
+    match due {
+        Some(due) => tokio::time::sleep_until(due).await,
+        None => std::future::pending().await,
+    }
+}

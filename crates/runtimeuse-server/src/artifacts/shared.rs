@@ -1,0 +1,232 @@
+//! State shared by the manager, its event task and its uploads: watched roots, what was
+//! announced, the upload handshakes in flight and the uploads running.
+//!
+//! A file has at most one handshake in flight. A change while one is pending sets a
+//! follow-up flag; the follow-up round starts when the client answers the current one.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use runtimeuse_protocol::{ArtifactUploadRequest, ArtifactUploadResponse, ServerMessage};
+use tokio::sync::watch;
+use tokio::task::AbortHandle;
+use tracing::debug;
+
+use super::ArtifactOptions;
+use super::ignore_rules::Roots;
+use super::scan::{Signature, file_signature};
+use crate::outbox::Outbox;
+
+/// Everything the background tasks of one session's artifact manager share.
+pub(super) struct Shared {
+    pub(super) outbox: Outbox,
+    pub(super) http: reqwest::Client,
+    pub(super) options: ArtifactOptions,
+    state: Mutex<State>,
+    /// Bumped on every change waiters may care about (sent, answered, uploaded).
+    changed: watch::Sender<u64>,
+}
+
+/// The mutable part of [`Shared`].
+#[derive(Default)]
+pub(super) struct State {
+    /// Watched directories and their ignore rules.
+    pub(super) roots: Roots,
+    /// Last signature seen as complete per file (announced, or present when watching
+    /// began), so that rescans do not announce unchanged files.
+    pub(super) known: HashMap<PathBuf, Signature>,
+    rounds: HashMap<PathBuf, Round>,
+    /// Running uploads; the abort handle arrives just after the task is spawned.
+    uploads: HashMap<u64, Option<AbortHandle>>,
+    next_upload: u64,
+}
+
+#[derive(Debug, Default)]
+struct Round {
+    /// A request was sent (or is being sent) and not answered yet.
+    pending: bool,
+    /// The file changed while `pending`: announce it again after the answer.
+    follow_up: bool,
+    /// The file as it was when its last request was sent.
+    sent: Option<Signature>,
+}
+
+impl Shared {
+    pub(super) fn new(outbox: Outbox, http: reqwest::Client, options: ArtifactOptions) -> Self {
+        Self {
+            outbox,
+            http,
+            options,
+            state: Mutex::default(),
+            changed: watch::Sender::new(0),
+        }
+    }
+
+    /// Locks the state (never held across an await).
+    pub(super) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A receiver that wakes on every state change.
+    pub(super) fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    fn bump(&self) {
+        self.changed.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Announces `path` now, or queues one follow-up round if a handshake is pending.
+    pub(super) async fn announce(&self, path: PathBuf) {
+        if self.begin_round(&path) {
+            self.send_round(path).await;
+        }
+    }
+
+    /// Marks a round as pending; false when one already was (a follow-up is queued).
+    fn begin_round(&self, path: &Path) -> bool {
+        let mut state = self.lock();
+        let round = state.rounds.entry(path.to_path_buf()).or_default();
+        if round.pending {
+            round.follow_up = true;
+            return false;
+        }
+        round.pending = true;
+        true
+    }
+
+    /// Sends the upload request of a round marked pending.
+    pub(super) async fn send_round(&self, path: PathBuf) {
+        let Some(sig) = file_signature(&path).filter(|s| s.len > 0) else {
+            debug!(path = %path.display(), "artifact vanished or emptied before its announcement");
+            self.end_round(&path);
+            return;
+        };
+        let request = ArtifactUploadRequest {
+            filename: path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            filepath: path.to_string_lossy().into_owned(),
+        };
+        let sent = self
+            .outbox
+            .send(ServerMessage::ArtifactUploadRequestMessage(request))
+            .await;
+        if sent.is_err() {
+            debug!(path = %path.display(), "client gone; artifact not announced");
+            self.end_round(&path);
+            return;
+        }
+        debug!(path = %path.display(), "artifact upload requested");
+        {
+            let mut state = self.lock();
+            state.known.insert(path.clone(), sig);
+            state.rounds.entry(path).or_default().sent = Some(sig);
+        }
+        self.bump();
+    }
+
+    fn end_round(&self, path: &Path) {
+        if let Some(round) = self.lock().rounds.get_mut(path) {
+            round.pending = false;
+            round.follow_up = false;
+        }
+        self.bump();
+    }
+
+    /// Settles the handshake `response` answers. Returns the file to upload and whether a
+    /// follow-up round was started (the caller must then [`Shared::send_round`] it), or
+    /// `None` for a file that was never announced.
+    pub(super) fn answer(&self, response: &ArtifactUploadResponse) -> Option<(PathBuf, bool)> {
+        let mut state = self.lock();
+        let path = find_round(&state.rounds, response)?;
+        let round = state.rounds.get_mut(&path)?;
+        round.pending = false;
+        let follow_up = std::mem::take(&mut round.follow_up);
+        round.pending = follow_up;
+        drop(state);
+        self.bump();
+        Some((path, follow_up))
+    }
+
+    /// The signature `path` had when its last upload request was sent.
+    pub(super) fn sent_signature(&self, path: &Path) -> Option<Signature> {
+        self.lock().rounds.get(path).and_then(|r| r.sent)
+    }
+
+    /// Handshakes waiting for the client.
+    pub(super) fn pending_handshakes(&self) -> usize {
+        self.lock().rounds.values().filter(|r| r.pending).count()
+    }
+
+    /// Gives up on every pending handshake (the client is gone).
+    pub(super) fn abandon_handshakes(&self) {
+        for round in self.lock().rounds.values_mut() {
+            round.pending = false;
+            round.follow_up = false;
+        }
+        self.bump();
+    }
+
+    /// Registers an upload about to be spawned; returns its id.
+    pub(super) fn upload_started(&self) -> u64 {
+        let mut state = self.lock();
+        let id = state.next_upload;
+        state.next_upload += 1;
+        state.uploads.insert(id, None);
+        id
+    }
+
+    /// Attaches the abort handle of upload `id`, unless it already finished.
+    pub(super) fn upload_spawned(&self, id: u64, handle: AbortHandle) {
+        if let Some(slot) = self.lock().uploads.get_mut(&id) {
+            *slot = Some(handle);
+        }
+    }
+
+    /// Forgets upload `id` (finished, failed or aborted).
+    pub(super) fn upload_finished(&self, id: u64) {
+        self.lock().uploads.remove(&id);
+        self.bump();
+    }
+
+    /// Uploads still running.
+    pub(super) fn running_uploads(&self) -> usize {
+        self.lock().uploads.len()
+    }
+
+    /// Aborts every running upload.
+    pub(super) fn abort_uploads(&self) {
+        for handle in self.lock().uploads.values().flatten() {
+            handle.abort();
+        }
+    }
+}
+
+/// The announced file a response is about: by path, else (for clients that rewrite
+/// paths) by base name, pending rounds first.
+fn find_round(rounds: &HashMap<PathBuf, Round>, response: &ArtifactUploadResponse) -> Option<PathBuf> {
+    let by_path = Path::new(&response.filepath);
+    if rounds.get(by_path).is_some_and(|r| r.sent.is_some() || r.pending) {
+        return Some(by_path.to_path_buf());
+    }
+    if let Some(path) = rounds
+        .keys()
+        .find(|p| p.to_string_lossy() == response.filepath.as_str())
+    {
+        return Some(path.clone());
+    }
+    let named = |p: &&PathBuf| {
+        p.file_name()
+            .is_some_and(|n| n.to_string_lossy() == response.filename.as_str())
+    };
+    rounds
+        .iter()
+        .filter(|(_, r)| r.pending)
+        .map(|(p, _)| p)
+        .find(named)
+        .or_else(|| rounds.keys().find(named))
+        .cloned()
+}

@@ -1,0 +1,320 @@
+//! Running shell commands: process groups, streamed output, captured stdout, killing trees.
+//!
+//! [`run_command`] starts `/bin/sh -c <command>` as the leader of a new process group,
+//! streams both pipes through the session's [`Outbox`] as `command_output_message`s while
+//! it runs, and on cancellation or timeout kills the whole group (grandchildren included).
+
+mod group;
+mod pump;
+
+use std::future::Future;
+use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
+use std::pin::{Pin, pin};
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use runtimeuse_protocol::{Command, OutputStream};
+use tokio::process::Child;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::outbox::Outbox;
+
+use self::group::ProcessGroup;
+use self::pump::{PumpContext, pump};
+
+/// Default cap on captured stdout in a command result (10 MiB).
+pub const DEFAULT_CAPTURE_LIMIT: usize = 10 * 1024 * 1024;
+
+/// Exit code reported for a command killed because its `timeout` passed, whatever the
+/// signal that ended it (the convention of coreutils' `timeout`). It is fixed so that a
+/// shell which traps SIGTERM and exits 0 is still reported as a failure.
+pub const TIMEOUT_EXIT_CODE: i32 = 124;
+
+/// How commands are run.
+#[derive(Debug, Clone)]
+pub struct CommandOptions {
+    /// Bytes of stdout (and of stderr) kept for the result; streaming always carries all.
+    pub capture_limit: usize,
+    /// Time between SIGTERM and SIGKILL to the process group.
+    pub kill_grace: Duration,
+    /// After the shell exits, how long to keep reading pipes held open by background children.
+    pub drain_after_exit: Duration,
+    /// Directory used when a command has no `cwd`; a relative `cwd` is resolved against it.
+    pub default_cwd: PathBuf,
+    /// Kill the command's process group after this long; the outcome then has `timed_out`
+    /// set and exit code [`TIMEOUT_EXIT_CODE`]. `None`: no limit.
+    pub timeout: Option<Duration>,
+}
+
+impl Default for CommandOptions {
+    fn default() -> Self {
+        Self {
+            capture_limit: DEFAULT_CAPTURE_LIMIT,
+            kill_grace: Duration::from_secs(2),
+            drain_after_exit: Duration::from_secs(2),
+            default_cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
+            timeout: None,
+        }
+    }
+}
+
+/// What a finished command produced.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CommandOutcome {
+    /// Exit code; `128 + N` when killed by signal N; [`TIMEOUT_EXIT_CODE`] when timed out.
+    pub exit_code: i32,
+    /// Captured stdout (lossy UTF-8), at most `capture_limit` bytes.
+    pub stdout: String,
+    /// Whether stdout was longer than the limit.
+    pub stdout_truncated: bool,
+    /// Captured stderr (lossy UTF-8), at most `capture_limit` bytes.
+    pub stderr: String,
+    /// Whether stderr was longer than the limit.
+    pub stderr_truncated: bool,
+    /// Whether the command was killed because `timeout` passed.
+    pub timed_out: bool,
+}
+
+/// Why a command could not produce an outcome.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// The working directory could not be created.
+    #[error("could not create working directory {path}: {source}")]
+    Cwd {
+        /// The directory.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// `/bin/sh` could not be started.
+    #[error("could not start command: {0}")]
+    Spawn(std::io::Error),
+    /// Waiting for the process or reading its pipes failed.
+    #[error("error while running command: {0}")]
+    Io(std::io::Error),
+    /// The request was cancelled; the process tree was killed.
+    #[error("command cancelled")]
+    Cancelled,
+}
+
+/// Runs `command` with `/bin/sh -c` in its own process group.
+///
+/// - The working directory is `command.cwd` (relative paths against
+///   `options.default_cwd`) or `options.default_cwd`, created if missing.
+/// - `command.env` is merged over the runtime's own environment; stdin is `/dev/null`.
+/// - stdout and stderr are streamed while the command runs, each as UTF-8 text (invalid
+///   bytes become U+FFFD) redacted with the outbox's secrets, and captured up to
+///   `options.capture_limit` bytes each. Sending waits for room in the outbox, which slows
+///   the command down through its pipes instead of buffering. A closed outbox is not an
+///   error: the output is then read and dropped.
+/// - After the shell exits, pipes still held open by background processes are read for at
+///   most `options.drain_after_exit`; those processes are left running.
+/// - When `cancel` fires, the process group gets SIGTERM, then SIGKILL once
+///   `options.kill_grace` has passed without the shell exiting, then SIGKILL again after
+///   the shell is reaped so no grandchild survives; the result is
+///   [`CommandError::Cancelled`]. `options.timeout` kills the group the same way but
+///   returns an outcome with `timed_out` set.
+/// - If the returned future is dropped before it completes, the group is killed with SIGKILL.
+///
+/// # Errors
+///
+/// [`CommandError::Cwd`] if the working directory cannot be created,
+/// [`CommandError::Spawn`] if the shell cannot be started, [`CommandError::Io`] if
+/// waiting for it or reading its pipes fails, [`CommandError::Cancelled`] on cancellation.
+///
+/// # Example
+///
+/// ```no_run
+/// # async fn example() -> Result<(), runtimeuse_server::command::CommandError> {
+/// use runtimeuse_protocol::Command;
+/// use runtimeuse_server::command::{CommandOptions, run_command};
+/// use runtimeuse_server::outbox::Outbox;
+/// use tokio_util::sync::CancellationToken;
+///
+/// let (outbox, _frames) = Outbox::channel(64);
+/// let outcome = run_command(
+///     &Command::new("echo hello"),
+///     &CommandOptions::default(),
+///     &outbox,
+///     &CancellationToken::new(),
+/// )
+/// .await?;
+/// assert_eq!(outcome.stdout, "hello\n");
+/// # Ok(())
+/// # }
+/// ```
+pub async fn run_command(
+    command: &Command,
+    options: &CommandOptions,
+    outbox: &Outbox,
+    cancel: &CancellationToken,
+) -> Result<CommandOutcome, CommandError> {
+    if cancel.is_cancelled() {
+        return Err(CommandError::Cancelled);
+    }
+    let (mut child, mut group) = spawn_shell(command, options).await?;
+    let pid = child.id().unwrap_or_default();
+    let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+        return Err(CommandError::Spawn(std::io::Error::other(
+            "the shell's output pipes are missing",
+        )));
+    };
+
+    let exited = CancellationToken::new();
+    let context = PumpContext {
+        outbox,
+        command: &command.command,
+        capture_limit: options.capture_limit,
+        drain_after_exit: options.drain_after_exit,
+        exited: &exited,
+    };
+    let mut pumps = pin!(async {
+        tokio::join!(
+            pump(stdout, OutputStream::Stdout, &context),
+            pump(stderr, OutputStream::Stderr, &context),
+        )
+    });
+    let mut pumped = None;
+    let deadline = options.timeout.map(|timeout| Instant::now() + timeout);
+
+    let end = loop {
+        tokio::select! {
+            biased;
+            () = cancel.cancelled() => break End::Cancelled,
+            status = child.wait() => break End::Exited(status.map_err(CommandError::Io)?),
+            () = sleep_until(deadline) => break End::TimedOut,
+            output = &mut pumps, if pumped.is_none() => pumped = Some(output),
+        }
+    };
+    let (exit_code, timed_out) = match end {
+        End::Exited(status) => (exit_code(status), false),
+        End::Cancelled => {
+            let killing = group.terminate(&mut child, options.kill_grace);
+            let status = while_pumping(killing, &mut pumps, &mut pumped).await;
+            tracing::debug!(pid, ?status, "command cancelled; process group killed");
+            return Err(CommandError::Cancelled);
+        }
+        End::TimedOut => {
+            let killing = group.terminate(&mut child, options.kill_grace);
+            let status = while_pumping(killing, &mut pumps, &mut pumped).await;
+            tracing::debug!(pid, ?status, "command timed out; process group killed");
+            (TIMEOUT_EXIT_CODE, true)
+        }
+    };
+    exited.cancel();
+
+    let (stdout, stderr) = if let Some(output) = pumped {
+        output
+    } else {
+        tokio::select! {
+            biased;
+            () = cancel.cancelled() => {
+                // Background processes still hold the pipes (or the client is slow).
+                let status = group.terminate(&mut child, options.kill_grace).await;
+                tracing::debug!(pid, ?status, "command cancelled while draining; process group killed");
+                return Err(CommandError::Cancelled);
+            }
+            output = &mut pumps => output,
+        }
+    };
+    group.disarm();
+    let stdout = stdout.map_err(CommandError::Io)?;
+    let stderr = stderr.map_err(CommandError::Io)?;
+    tracing::debug!(pid, exit_code, timed_out, "command finished");
+    Ok(CommandOutcome {
+        exit_code,
+        stdout_truncated: stdout.truncated,
+        stdout: stdout.into_text(),
+        stderr_truncated: stderr.truncated,
+        stderr: stderr.into_text(),
+        timed_out,
+    })
+}
+
+/// Creates the working directory and starts the shell as the leader of a new process group.
+async fn spawn_shell(
+    command: &Command,
+    options: &CommandOptions,
+) -> Result<(Child, ProcessGroup), CommandError> {
+    let cwd = command.cwd.as_ref().map_or_else(
+        || options.default_cwd.clone(),
+        |cwd| options.default_cwd.join(cwd),
+    );
+    tokio::fs::create_dir_all(&cwd)
+        .await
+        .map_err(|source| CommandError::Cwd {
+            path: cwd.clone(),
+            source,
+        })?;
+
+    let mut shell = tokio::process::Command::new("/bin/sh");
+    shell
+        .arg("-c")
+        .arg(&command.command)
+        .current_dir(&cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        // Only the shell; the process group guard takes care of the rest.
+        .kill_on_drop(true);
+    if let Some(env) = &command.env {
+        shell.envs(env);
+    }
+    let child = shell.spawn().map_err(CommandError::Spawn)?;
+    let pid = child.id().unwrap_or_default();
+    let group = ProcessGroup::led_by(pid).ok_or_else(|| {
+        CommandError::Spawn(std::io::Error::other(
+            "the shell exited before its process id could be read",
+        ))
+    })?;
+    tracing::debug!(pid, cwd = %cwd.display(), "command started");
+    Ok((child, group))
+}
+
+/// How the wait for the shell ended.
+enum End {
+    Exited(ExitStatus),
+    Cancelled,
+    TimedOut,
+}
+
+/// The shell's exit code, or `128 + N` when signal N killed it.
+fn exit_code(status: ExitStatus) -> i32 {
+    status
+        .code()
+        .or_else(|| status.signal().map(|signal| 128 + signal))
+        // `wait` only reports exits and deaths by signal.
+        .unwrap_or(-1)
+}
+
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Runs `task` to completion while the pumps keep reading, so that a command writing
+/// while it is being killed never blocks on a full pipe.
+async fn while_pumping<T, P>(
+    task: T,
+    pumps: &mut Pin<&mut P>,
+    pumped: &mut Option<P::Output>,
+) -> T::Output
+where
+    T: Future,
+    P: Future,
+{
+    let mut task = pin!(task);
+    loop {
+        tokio::select! {
+            biased;
+            output = &mut task => return output,
+            output = pumps.as_mut(), if pumped.is_none() => *pumped = Some(output),
+        }
+    }
+}

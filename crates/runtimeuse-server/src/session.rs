@@ -1,0 +1,315 @@
+//! A session: one client's conversation with the runtime, independent of the socket.
+//!
+//! The transport hands the session incoming text frames through a channel (closed when the
+//! client leaves) and drains the session's [`Outbox`]. The session runs at most one request
+//! at a time, sends exactly one terminal per request, and drains artifacts at the end.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use runtimeuse_protocol::{ClientMessage, ErrorMessage, Incoming, ServerMessage, parse_client_frame};
+use serde_json::{Map, Value};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::agent::Agent;
+use crate::artifacts::{ArtifactOptions, Artifacts};
+use crate::command::CommandOptions;
+use crate::logging::register_secrets;
+use crate::outbox::{DEFAULT_OUTBOX_CAPACITY, Outbox};
+use crate::redact::Redactor;
+use crate::request::{RequestContext, run_command_execution, run_invocation};
+
+/// Default interval between heartbeats while a request runs.
+pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(15);
+
+/// Settings shared by every session of a runtime.
+pub struct SessionConfig {
+    /// The agent that runs invocations.
+    pub agent: Arc<dyn Agent>,
+    /// How commands run (capture limit, kill grace, default directory).
+    pub commands: CommandOptions,
+    /// Artifact timings.
+    pub artifacts: ArtifactOptions,
+    /// Interval between `heartbeat_message`s while a request runs.
+    pub heartbeat_interval: Duration,
+    /// How long a cancelled agent may take to stop before it is dropped.
+    pub agent_cancel_grace: Duration,
+    /// HTTP client for downloads and uploads.
+    pub http: reqwest::Client,
+    /// Frames queued for the socket before producers wait.
+    pub outbox_capacity: usize,
+}
+
+impl std::fmt::Debug for SessionConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionConfig")
+            .field("agent", &self.agent.name())
+            .field("heartbeat_interval", &self.heartbeat_interval)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SessionConfig {
+    /// Defaults from PROTOCOL.md for everything but the agent.
+    pub fn new(agent: Arc<dyn Agent>) -> Self {
+        Self {
+            agent,
+            commands: CommandOptions::default(),
+            artifacts: ArtifactOptions::default(),
+            heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
+            agent_cancel_grace: Duration::from_secs(5),
+            http: default_http_client(),
+            outbox_capacity: DEFAULT_OUTBOX_CAPACITY,
+        }
+    }
+}
+
+/// The HTTP client used for downloads and uploads.
+pub fn default_http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(30))
+        .user_agent(concat!("runtimeuse/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .unwrap_or_default()
+}
+
+/// How a session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionEnd {
+    /// The client sent `end_session_message`; the confirm was sent.
+    EndSession,
+    /// The client disconnected.
+    ClientGone,
+    /// The runtime is shutting down.
+    Shutdown,
+}
+
+struct Running {
+    cancel: CancellationToken,
+    handle: JoinHandle<ServerMessage>,
+}
+
+/// A session's state. Create with [`Session::new`], then [`Session::run`].
+pub struct Session {
+    config: Arc<SessionConfig>,
+    outbox: Outbox,
+    artifacts: Artifacts,
+    current: Option<Running>,
+    id: u64,
+}
+
+enum Flow {
+    Continue,
+    EndSession,
+}
+
+impl Session {
+    /// A session that sends through `outbox`.
+    pub fn new(config: Arc<SessionConfig>, outbox: Outbox) -> Self {
+        static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+        let artifacts = Artifacts::new(outbox.clone(), config.http.clone(), config.artifacts.clone());
+        Self {
+            config,
+            outbox,
+            artifacts,
+            current: None,
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+        }
+    }
+
+    /// Serves frames from `inbound` until the client ends the session, leaves, or
+    /// `shutdown` fires; then cancels what runs and drains artifacts.
+    pub async fn run(mut self, mut inbound: mpsc::Receiver<String>, shutdown: CancellationToken) -> SessionEnd {
+        let span = info_span!("session", id = self.id);
+        async move {
+            info!("session started");
+            let end = self.serve(&mut inbound, &shutdown).await;
+            self.finish(end, &mut inbound).await;
+            info!(?end, "session ended");
+            end
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn serve(&mut self, inbound: &mut mpsc::Receiver<String>, shutdown: &CancellationToken) -> SessionEnd {
+        loop {
+            let request_done = async {
+                match self.current.as_mut() {
+                    Some(running) => (&mut running.handle).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => return SessionEnd::Shutdown,
+                joined = request_done => {
+                    self.current = None;
+                    let terminal = joined.unwrap_or_else(|e| {
+                        ServerMessage::error(format!("internal error: request task failed: {e}"))
+                    });
+                    debug!(message_type = terminal.message_type(), "request finished");
+                    let _ = self.outbox.send(terminal).await;
+                }
+                frame = inbound.recv() => match frame {
+                    None => return SessionEnd::ClientGone,
+                    Some(text) => {
+                        if let Flow::EndSession = self.handle_frame(&text).await {
+                            return SessionEnd::EndSession;
+                        }
+                    }
+                },
+            }
+        }
+    }
+
+    async fn handle_frame(&mut self, text: &str) -> Flow {
+        let message = match parse_client_frame(text) {
+            Ok(Incoming::Message(message)) => message,
+            Ok(Incoming::Unknown { message_type }) => {
+                warn!(%message_type, "ignoring message of unknown type");
+                return Flow::Continue;
+            }
+            Err(e) => {
+                warn!(error = %e, "rejecting malformed frame");
+                let mut metadata = Map::new();
+                metadata.insert("error_name".into(), Value::String("InvalidMessage".into()));
+                let _ = self
+                    .outbox
+                    .send(ServerMessage::ErrorMessage(ErrorMessage {
+                        error: format!("Invalid message: {e}"),
+                        metadata,
+                    }))
+                    .await;
+                return Flow::Continue;
+            }
+        };
+        match message {
+            ClientMessage::InvocationMessage(invocation) => {
+                let dirs = invocation.all_artifacts_dirs();
+                let ignore = invocation.artifacts_ignore_content.clone();
+                let source_id = invocation.source_id.clone();
+                let secrets = invocation.secrets_to_redact.clone();
+                self.start(source_id, &secrets, &dirs, ignore.as_deref(), move |ctx| {
+                    run_invocation(ctx, invocation)
+                })
+                .await;
+            }
+            ClientMessage::CommandExecutionMessage(execution) => {
+                let dirs = execution.all_artifacts_dirs();
+                let ignore = execution.artifacts_ignore_content.clone();
+                let source_id = execution.source_id.clone();
+                let secrets = execution.secrets_to_redact.clone();
+                self.start(source_id, &secrets, &dirs, ignore.as_deref(), move |ctx| {
+                    run_command_execution(ctx, execution)
+                })
+                .await;
+            }
+            ClientMessage::ArtifactUploadResponseMessage(response) => {
+                self.artifacts.on_upload_response(response);
+            }
+            ClientMessage::CancelMessage => match &self.current {
+                Some(running) => {
+                    info!("cancel requested");
+                    running.cancel.cancel();
+                }
+                None => debug!("cancel with nothing in flight ignored"),
+            },
+            ClientMessage::EndSessionMessage => return Flow::EndSession,
+        }
+        Flow::Continue
+    }
+
+    async fn start<F, Fut>(
+        &mut self,
+        source_id: Option<String>,
+        secrets: &[String],
+        dirs: &[String],
+        ignore: Option<&str>,
+        work: F,
+    ) where
+        F: FnOnce(RequestContext) -> Fut,
+        Fut: Future<Output = ServerMessage> + Send + 'static,
+    {
+        // Secrets first: even the refusal below must not echo them.
+        let redactor = Redactor::new(secrets);
+        self.outbox.add_secrets(&redactor);
+        register_secrets(&redactor);
+        if self.current.is_some() {
+            let _ = self
+                .outbox
+                .send(ServerMessage::error(
+                    "A request is already in flight on this session; wait for its result or cancel it",
+                ))
+                .await;
+            return;
+        }
+        if let Err(e) = self.artifacts.watch(dirs, ignore) {
+            let _ = self.outbox.send(ServerMessage::error(e.to_string())).await;
+            return;
+        }
+        let cancel = CancellationToken::new();
+        let ctx = RequestContext {
+            config: self.config.clone(),
+            outbox: self.outbox.clone(),
+            artifacts: self.artifacts.clone(),
+            cancel: cancel.clone(),
+        };
+        let span = info_span!("request", source_id = source_id.as_deref().unwrap_or(""));
+        span.in_scope(|| info!("request started"));
+        let handle = tokio::spawn(work(ctx).instrument(span));
+        self.current = Some(Running { cancel, handle });
+    }
+
+    /// Ends the session: cancels the request in flight, drains artifacts while still
+    /// answering upload handshakes, confirms an `end_session_message`.
+    async fn finish(&mut self, end: SessionEnd, inbound: &mut mpsc::Receiver<String>) {
+        if let Some(running) = self.current.take() {
+            running.cancel.cancel();
+            let terminal = running
+                .handle
+                .await
+                .unwrap_or_else(|e| ServerMessage::error(format!("internal error: {e}")));
+            if end != SessionEnd::ClientGone {
+                let _ = self.outbox.send(terminal).await;
+            }
+        }
+        let artifacts = self.artifacts.clone();
+        let drain = artifacts.drain();
+        tokio::pin!(drain);
+        let mut inbound_open = end != SessionEnd::ClientGone;
+        loop {
+            tokio::select! {
+                () = &mut drain => break,
+                frame = inbound.recv(), if inbound_open => match frame {
+                    None => inbound_open = false,
+                    Some(text) => self.handle_frame_while_closing(&text).await,
+                },
+            }
+        }
+        if end == SessionEnd::EndSession {
+            let _ = self.outbox.send(ServerMessage::EndSessionConfirmMessage).await;
+        }
+    }
+
+    async fn handle_frame_while_closing(&mut self, text: &str) {
+        match parse_client_frame(text) {
+            Ok(Incoming::Message(ClientMessage::ArtifactUploadResponseMessage(response))) => {
+                self.artifacts.on_upload_response(response);
+            }
+            Ok(Incoming::Message(
+                ClientMessage::InvocationMessage(_) | ClientMessage::CommandExecutionMessage(_),
+            )) => {
+                let _ = self
+                    .outbox
+                    .send(ServerMessage::error("The session is closing; no new requests are accepted"))
+                    .await;
+            }
+            _ => debug!("frame ignored while the session closes"),
+        }
+    }
+}

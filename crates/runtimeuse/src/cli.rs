@@ -1,0 +1,69 @@
+//! Command-line arguments.
+
+use std::net::IpAddr;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Run AI agents inside a sandbox and drive them over a WebSocket.
+///
+/// Without a subcommand, serves the runtime.
+#[derive(Debug, Parser)]
+#[command(name = "runtimeuse", version, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    /// What to do instead of serving.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Options of the runtime server.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {}
+
+/// Which agent runs invocations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AgentKind {
+    /// OpenAI Responses API with a shell tool and web search.
+    Openai,
+    /// Claude Code through the `claude` CLI.
+    Claude,
+    /// Deterministic agent for tests and demos (see PROTOCOL.md).
+    Echo,
+}
+
+/// Options of the runtime server.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Agent that runs invocations.
+    #[arg(long, env = "RUNTIMEUSE_AGENT", value_enum, default_value = "openai")]
+    pub agent: AgentKind,
+    /// Address to listen on.
+    #[arg(long, env = "RUNTIMEUSE_HOST", default_value = "0.0.0.0")]
+    pub host: IpAddr,
+    /// Port to listen on (0 picks a free one; the chosen port is printed).
+    #[arg(long, env = "RUNTIMEUSE_PORT", default_value_t = 8080)]
+    pub port: u16,
+    /// Require this token at the WebSocket upgrade (`Authorization: Bearer` or `?token=`).
+    #[arg(long, env = "RUNTIMEUSE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Seconds between heartbeat messages while a request runs.
+    #[arg(long, env = "RUNTIMEUSE_HEARTBEAT_INTERVAL", default_value_t = 15.0)]
+    pub heartbeat_interval: f64,
+    /// Bytes of stdout kept per command in command execution results.
+    #[arg(long, env = "RUNTIMEUSE_CAPTURE_LIMIT", default_value_t = 10 * 1024 * 1024)]
+    pub capture_limit: usize,
+    /// Seconds to wait for late artifact file events when a session ends.
+    #[arg(long, env = "RUNTIMEUSE_ARTIFACT_GRACE", default_value_t = 3.0)]
+    pub artifact_grace: f64,
+    /// Seconds to wait for the client to answer pending artifact upload requests at the end.
+    #[arg(long, env = "RUNTIMEUSE_ARTIFACT_HANDSHAKE_TIMEOUT", default_value_t = 60.0)]
+    pub artifact_handshake_timeout: f64,
+    /// Seconds to wait for running artifact uploads at the end.
+    #[arg(long, env = "RUNTIMEUSE_ARTIFACT_UPLOAD_TIMEOUT", default_value_t = 30.0)]
+    pub artifact_upload_timeout: f64,
+    /// Seconds between SIGTERM and SIGKILL when a command's process group is stopped.
+    #[arg(long, env = "RUNTIMEUSE_KILL_GRACE", default_value_t = 2.0)]
+    pub kill_grace: f64,
+}

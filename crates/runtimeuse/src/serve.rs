@@ -1,0 +1,87 @@
+//! `runtimeuse` (serve): builds the session settings from the flags and runs the server
+//! until SIGTERM or SIGINT.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use runtimeuse_agents::{EchoAgent, UnavailableAgent};
+use runtimeuse_server::agent::Agent;
+use runtimeuse_server::server::{Server, ServerConfig};
+use runtimeuse_server::session::SessionConfig;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{AgentKind, ServeArgs};
+
+fn seconds(name: &str, value: f64) -> anyhow::Result<Duration> {
+    if !value.is_finite() || value < 0.0 {
+        bail!("--{name} must be a non-negative number of seconds, got {value}");
+    }
+    Ok(Duration::from_secs_f64(value))
+}
+
+fn agent(kind: AgentKind) -> Arc<dyn Agent> {
+    match kind {
+        AgentKind::Echo => Arc::new(EchoAgent),
+        AgentKind::Openai => Arc::new(UnavailableAgent::new(
+            "openai",
+            "the OpenAI agent has not landed yet; use --agent echo",
+        )),
+        AgentKind::Claude => Arc::new(UnavailableAgent::new(
+            "claude",
+            "the Claude agent has not landed yet; use --agent echo",
+        )),
+    }
+}
+
+fn session_config(args: &ServeArgs) -> anyhow::Result<SessionConfig> {
+    let mut config = SessionConfig::new(agent(args.agent));
+    let heartbeat = seconds("heartbeat-interval", args.heartbeat_interval)?;
+    if heartbeat.is_zero() {
+        bail!("--heartbeat-interval must be greater than zero");
+    }
+    config.heartbeat_interval = heartbeat;
+    config.commands.capture_limit = args.capture_limit;
+    config.commands.kill_grace = seconds("kill-grace", args.kill_grace)?;
+    config.artifacts.late_event_grace = seconds("artifact-grace", args.artifact_grace)?;
+    config.artifacts.handshake_timeout =
+        seconds("artifact-handshake-timeout", args.artifact_handshake_timeout)?;
+    config.artifacts.upload_timeout = seconds("artifact-upload-timeout", args.artifact_upload_timeout)?;
+    Ok(config)
+}
+
+/// Cancels `token` on the first SIGTERM or SIGINT.
+fn cancel_on_signal(token: CancellationToken) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received; shutting down"),
+            _ = int.recv() => tracing::info!("SIGINT received; shutting down"),
+        }
+        token.cancel();
+    });
+    Ok(())
+}
+
+/// Serves until a signal arrives; exit code 0 after a clean shutdown.
+pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    runtimeuse_server::logging::init("info");
+    let mut config = ServerConfig::new(SocketAddr::new(args.host, args.port), session_config(&args)?);
+    config.token = args.token.clone();
+    let server = Server::bind(config).await?;
+    let addr = server.local_addr();
+    let shutdown = CancellationToken::new();
+    cancel_on_signal(shutdown.clone())?;
+    // The one line on stdout: scripts wait for it to know the port.
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "runtimeuse listening on ws://{addr}").context("writing to stdout")?;
+    stdout.flush().context("writing to stdout")?;
+    drop(stdout);
+    server.run_until(shutdown).await?;
+    Ok(ExitCode::SUCCESS)
+}

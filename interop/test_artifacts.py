@@ -1,0 +1,132 @@
+"""Artifact upload handshake: request → presigned URL → HTTP PUT on the loopback server."""
+
+import asyncio
+
+from runtimeuse_client import CommandInterface, RuntimeUseClient
+
+from _support import ArtifactHandler, exec_options, query_options, real, upload_path
+
+CONTENT_TYPE = "application/x-interop-test"
+
+
+async def wait_put(server, path):
+    return await asyncio.to_thread(server.wait_for_put, upload_path(real(path)))
+
+
+async def test_write_file_artifact_is_put_with_body_and_content_type(runtime, http_server, tmp_path):
+    adir = tmp_path / "artifacts"
+    handler = ArtifactHandler(http_server, CONTENT_TYPE)
+    client = RuntimeUseClient(ws_url=runtime.url)
+    result = await client.query(
+        prompt=f"WRITE_FILE:{adir}/out.txt hello",
+        options=query_options(artifacts_dirs=[str(adir)], on_artifact_upload_request=handler),
+    )
+    assert result.data.text == f"wrote {adir}/out.txt"
+    assert [(r.filename, r.filepath) for r in handler.requests] == [
+        ("out.txt", real(adir / "out.txt"))
+    ]
+    put = await wait_put(http_server, adir / "out.txt")
+    assert put.body == b"hello"
+    assert put.content_type == CONTENT_TYPE
+
+
+async def test_artifact_put_sends_content_length(runtime, http_server, tmp_path):
+    # Presigned S3 PUT URLs reject chunked bodies; the size must be announced up front.
+    adir = tmp_path / "artifacts"
+    handler = ArtifactHandler(http_server, CONTENT_TYPE)
+    client = RuntimeUseClient(ws_url=runtime.url)
+    await client.query(
+        prompt=f"WRITE_FILE:{adir}/sized.txt twelve bytes",
+        options=query_options(artifacts_dirs=[str(adir)], on_artifact_upload_request=handler),
+    )
+    put = await wait_put(http_server, adir / "sized.txt")
+    assert put.body == b"twelve bytes"
+    assert put.headers.get("content-length") == "12", put.headers
+
+
+async def test_file_written_by_command_execution_is_uploaded(runtime, http_server, tmp_path):
+    adir = tmp_path / "out"
+    target = adir / "sub" / "deep" / "made.txt"
+    handler = ArtifactHandler(http_server, CONTENT_TYPE)
+    client = RuntimeUseClient(ws_url=runtime.url)
+    # The trailing sleep keeps the one-shot connection open while the handshake happens.
+    result = await client.execute_commands(
+        commands=[CommandInterface(
+            command=f"mkdir -p {target.parent} && echo made by command > {target}; sleep 1"
+        )],
+        options=exec_options(artifacts_dirs=[str(adir)], on_artifact_upload_request=handler),
+    )
+    assert result.results[0].exit_code == 0
+    put = await wait_put(http_server, target)
+    assert put.body == b"made by command\n"
+    assert put.content_type == CONTENT_TYPE
+    assert handler.requests[0].filename == "made.txt"
+
+
+async def test_artifacts_ignore_content_excludes_matching_files(runtime, http_server, tmp_path):
+    adir = tmp_path / "artifacts"
+    handler = ArtifactHandler(http_server, CONTENT_TYPE)
+    client = RuntimeUseClient(ws_url=runtime.url)
+    async with client.session() as session:
+        await session.execute_commands(
+            commands=[CommandInterface(command=(
+                f"mkdir -p {adir}/sub && echo log > {adir}/a.log && echo keep > {adir}/b.txt"
+                f" && echo log > {adir}/sub/c.log && : > {adir}/empty.txt"
+            ))],
+            options=exec_options(
+                artifacts_dirs=[str(adir)],
+                artifacts_ignore_content="*.log\n",
+                on_artifact_upload_request=handler,
+            ),
+        )
+    # The session exit drained every pending event.
+    assert handler.filepaths() == [real(adir / "b.txt")]
+    assert [p.path for p in http_server.puts] == [upload_path(real(adir / "b.txt"))]
+    assert http_server.puts[0].body == b"keep\n"
+
+
+async def test_default_ignore_list_and_artifactignore_file(runtime, http_server, tmp_path):
+    default_dir = tmp_path / "default"
+    custom_dir = tmp_path / "custom"
+    custom_dir.mkdir()
+    (custom_dir / ".artifactignore").write_text("*.tmp\n")
+    handler = ArtifactHandler(http_server, CONTENT_TYPE)
+    client = RuntimeUseClient(ws_url=runtime.url)
+    async with client.session() as session:
+        await session.execute_commands(
+            commands=[CommandInterface(command=(
+                f"mkdir -p {default_dir}/node_modules/pkg {default_dir}/__pycache__"
+                f" && echo js > {default_dir}/node_modules/pkg/index.js"
+                f" && echo pyc > {default_dir}/__pycache__/m.pyc"
+                f" && echo kept > {default_dir}/kept.txt"
+                f" && echo scratch > {custom_dir}/x.tmp && echo real > {custom_dir}/y.txt"
+            ))],
+            options=exec_options(
+                artifacts_dirs=[str(default_dir), str(custom_dir)],
+                on_artifact_upload_request=handler,
+            ),
+        )
+    uploaded = set(handler.filepaths())
+    assert real(default_dir / "kept.txt") in uploaded
+    assert real(custom_dir / "y.txt") in uploaded
+    assert real(default_dir / "node_modules" / "pkg" / "index.js") not in uploaded
+    assert real(default_dir / "__pycache__" / "m.pyc") not in uploaded
+    assert real(custom_dir / "x.tmp") not in uploaded
+
+
+async def test_sequential_queries_in_session_upload_each_version(runtime, http_server, tmp_path):
+    adir = tmp_path / "artifacts"
+    handler = ArtifactHandler(http_server, CONTENT_TYPE)
+    opts = dict(artifacts_dirs=[str(adir)], on_artifact_upload_request=handler)
+    client = RuntimeUseClient(ws_url=runtime.url)
+    async with client.session() as session:
+        first = await session.query(prompt=f"WRITE_FILE:{adir}/v.txt one",
+                                    options=query_options(**opts))
+        second = await session.query(prompt=f"WRITE_FILE:{adir}/v.txt two",
+                                     options=query_options(**opts))
+        third = await session.query(prompt="ECHO:plain", options=query_options())
+    assert first.data.text == f"wrote {adir}/v.txt"
+    assert second.data.text == f"wrote {adir}/v.txt"
+    assert third.data.text == "plain"
+    bodies = [p.body for p in http_server.puts if p.path == upload_path(real(adir / "v.txt"))]
+    assert bodies == [b"one", b"two"]
