@@ -266,18 +266,18 @@ class HttpServer:
         with self.state.cond:
             return list(self.state.puts)
 
-    def wait_for_put(self, path: str, timeout: float = 10.0) -> Put:
-        """Blocks (call via asyncio.to_thread) until a PUT of `path` arrived."""
+    def wait_for_put(self, path: str, timeout: float = 10.0, nth: int = 1) -> Put:
+        """Blocks (call via asyncio.to_thread) until the `nth` PUT of `path` arrived."""
         deadline = time.monotonic() + timeout
         with self.state.cond:
             while True:
-                for put in self.state.puts:
-                    if put.path == path:
-                        return put
+                matching = [put for put in self.state.puts if put.path == path]
+                if len(matching) >= nth:
+                    return matching[nth - 1]
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise AssertionError(
-                        f"no PUT of {path} within {timeout}s; got "
+                        f"no PUT #{nth} of {path} within {timeout}s; got "
                         f"{[p.path for p in self.state.puts]}"
                     )
                 self.state.cond.wait(remaining)

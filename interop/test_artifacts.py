@@ -116,17 +116,23 @@ async def test_default_ignore_list_and_artifactignore_file(runtime, http_server,
 
 async def test_sequential_queries_in_session_upload_each_version(runtime, http_server, tmp_path):
     adir = tmp_path / "artifacts"
+    target = adir / "v.txt"
     handler = ArtifactHandler(http_server, CONTENT_TYPE)
     opts = dict(artifacts_dirs=[str(adir)], on_artifact_upload_request=handler)
     client = RuntimeUseClient(ws_url=runtime.url)
     async with client.session() as session:
-        first = await session.query(prompt=f"WRITE_FILE:{adir}/v.txt one",
+        first = await session.query(prompt=f"WRITE_FILE:{target} one",
                                     options=query_options(**opts))
-        second = await session.query(prompt=f"WRITE_FILE:{adir}/v.txt two",
+        # The PUT streams the file as it is when the upload starts, so let it finish
+        # before the file is rewritten.
+        put1 = await wait_put(http_server, target)
+        second = await session.query(prompt=f"WRITE_FILE:{target} two",
                                      options=query_options(**opts))
+        put2 = await asyncio.to_thread(http_server.wait_for_put, upload_path(real(target)),
+                                       10.0, 2)
         third = await session.query(prompt="ECHO:plain", options=query_options())
-    assert first.data.text == f"wrote {adir}/v.txt"
-    assert second.data.text == f"wrote {adir}/v.txt"
+    assert first.data.text == f"wrote {target}"
+    assert second.data.text == f"wrote {target}"
     assert third.data.text == "plain"
-    bodies = [p.body for p in http_server.puts if p.path == upload_path(real(adir / "v.txt"))]
-    assert bodies == [b"one", b"two"]
+    assert (put1.body, put2.body) == (b"one", b"two")
+    assert len([p for p in http_server.puts if p.path == upload_path(real(target))]) == 2

@@ -159,6 +159,9 @@ async def test_command_output_is_streamed_while_command_runs(runtime):
 
 
 async def test_large_command_output_arrives_completely(runtime):
+    # Default runtime settings. Besides the streamed chunks this also needs the
+    # command_execution_result_message (with its captured stdout) to fit the PyPI client's
+    # WebSocket frame limit (websockets' default max_size, 1 MiB).
     size = 20_000_000
     out = OutputRecorder(keep_text=False)
     cmd = f"head -c {size} /dev/zero | tr '\\0' 'a'; echo done >&2"
@@ -173,7 +176,8 @@ async def test_large_command_output_arrives_completely(runtime):
 
 
 async def test_large_output_with_distinct_content_is_streamed_in_order(runtime):
-    # 200k numbered lines (~1.3 MB): every line present, in order.
+    # 200k numbered lines (~1.3 MB): every line present, in order. Default runtime
+    # settings, so the result frame must also fit the client's 1 MiB frame limit.
     lines = 200_000
     out = OutputRecorder()
     client = RuntimeUseClient(ws_url=runtime.url)
@@ -183,3 +187,20 @@ async def test_large_output_with_distinct_content_is_streamed_in_order(runtime):
     )
     assert result.results[0].exit_code == 0
     assert out.text("stdout") == "".join(f"{i}\n" for i in range(1, lines + 1))
+
+
+async def test_large_output_streams_completely_with_small_capture_limit(start_runtime):
+    # Isolates streaming from result capture: with a 64 KiB capture limit the result frame
+    # stays small, so only the streamed chunks carry the 20 MB.
+    rt = start_runtime("--heartbeat-interval", "0.2", "--capture-limit", "65536")
+    size = 20_000_000
+    out = OutputRecorder(keep_text=False)
+    client = RuntimeUseClient(ws_url=rt.url)
+    result = await client.execute_commands(
+        commands=[CommandInterface(command=f"head -c {size} /dev/zero | tr '\\0' 'a'")],
+        options=exec_options(on_command_output=out),
+    )
+    assert result.results[0].exit_code == 0
+    assert out.sizes["stdout"] == size
+    assert 0 < len(result.results[0].stdout) <= 65536
+    assert set(result.results[0].stdout) == {"a"}

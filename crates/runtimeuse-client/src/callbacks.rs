@@ -80,11 +80,11 @@ impl<T, E: Into<CallbackError>> IntoCallbackResult<T> for Result<T, E> {
 /// });
 /// # let _ = on_assistant;
 /// ```
-pub fn callback<A, T, F, Fut, R>(f: F) -> Callback<A, T>
+pub fn callback<A, T: 'static, F, Fut, R>(f: F) -> Callback<A, T>
 where
     F: Fn(A) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = R> + Send + 'static,
-    R: IntoCallbackResult<T>,
+    R: IntoCallbackResult<T> + 'static,
 {
     Arc::new(move |arg| f(arg).map(IntoCallbackResult::into_callback_result).boxed())
 }

@@ -39,10 +39,53 @@ pub enum ParseError {
     },
 }
 
-fn parse_frame<M: DeserializeOwned>(
-    frame: &str,
-    known: &[&str],
-) -> Result<Incoming<M>, ParseError> {
+/// Deserialises one message body, reporting the path of the offending field.
+fn body<T: DeserializeOwned>(value: Value) -> Result<T, String> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        if path.is_empty() || path == "." {
+            inner
+        } else {
+            format!("{path}: {inner}")
+        }
+    })
+}
+
+fn decode_client(message_type: &str, value: Value) -> Option<Result<ClientMessage, String>> {
+    Some(match message_type {
+        "invocation_message" => body(value).map(ClientMessage::InvocationMessage),
+        "command_execution_message" => body(value).map(ClientMessage::CommandExecutionMessage),
+        "artifact_upload_response_message" => {
+            body(value).map(ClientMessage::ArtifactUploadResponseMessage)
+        }
+        "cancel_message" => Ok(ClientMessage::CancelMessage),
+        "end_session_message" => Ok(ClientMessage::EndSessionMessage),
+        _ => return None,
+    })
+}
+
+fn decode_server(message_type: &str, value: Value) -> Option<Result<ServerMessage, String>> {
+    Some(match message_type {
+        "result_message" => body(value).map(ServerMessage::ResultMessage),
+        "command_execution_result_message" => {
+            body(value).map(ServerMessage::CommandExecutionResultMessage)
+        }
+        "error_message" => body(value).map(ServerMessage::ErrorMessage),
+        "assistant_message" => body(value).map(ServerMessage::AssistantMessage),
+        "command_output_message" => body(value).map(ServerMessage::CommandOutputMessage),
+        "heartbeat_message" => body(value).map(ServerMessage::HeartbeatMessage),
+        "artifact_upload_request_message" => {
+            body(value).map(ServerMessage::ArtifactUploadRequestMessage)
+        }
+        "end_session_confirm_message" => Ok(ServerMessage::EndSessionConfirmMessage),
+        _ => return None,
+    })
+}
+
+type Decoder<M> = fn(&str, Value) -> Option<Result<M, String>>;
+
+fn parse_frame<M>(frame: &str, decode: Decoder<M>) -> Result<Incoming<M>, ParseError> {
     let value: Value =
         serde_json::from_str(frame).map_err(|e| ParseError::InvalidJson(e.to_string()))?;
     let Value::Object(object) = &value else {
@@ -51,26 +94,23 @@ fn parse_frame<M: DeserializeOwned>(
     let Some(message_type) = object.get("message_type").and_then(Value::as_str) else {
         return Err(ParseError::MissingMessageType);
     };
-    if !known.contains(&message_type) {
-        return Ok(Incoming::Unknown {
-            message_type: message_type.to_owned(),
-        });
-    }
     let message_type = message_type.to_owned();
-    serde_json::from_value(value)
-        .map(Incoming::Message)
-        .map_err(|e| ParseError::InvalidMessage {
+    match decode(&message_type, value) {
+        None => Ok(Incoming::Unknown { message_type }),
+        Some(Ok(message)) => Ok(Incoming::Message(message)),
+        Some(Err(reason)) => Err(ParseError::InvalidMessage {
             message_type,
-            reason: e.to_string(),
-        })
+            reason,
+        }),
+    }
 }
 
 /// Parses a frame sent by a client (what the runtime receives).
 pub fn parse_client_frame(frame: &str) -> Result<Incoming<ClientMessage>, ParseError> {
-    parse_frame(frame, &ClientMessage::KNOWN_TYPES)
+    parse_frame(frame, decode_client)
 }
 
 /// Parses a frame sent by the runtime (what a client receives).
 pub fn parse_server_frame(frame: &str) -> Result<Incoming<ServerMessage>, ParseError> {
-    parse_frame(frame, &ServerMessage::KNOWN_TYPES)
+    parse_frame(frame, decode_server)
 }

@@ -48,6 +48,14 @@ pub enum DownloadError {
 ///
 /// Cancelling `cancel` aborts the transfer at once; zip extraction, once started, runs
 /// to completion (it is local and cannot leave a half-written file behind).
+///
+/// # Errors
+///
+/// [`DownloadError::Status`] for a non-2xx answer, [`DownloadError::Unzip`] for an
+/// archive that is corrupt or would write outside `working_dir`,
+/// [`DownloadError::Cancelled`], and [`DownloadError::Other`] for a bad URL, a
+/// connection failure (naming the host) or a local file system error. In every case
+/// no partial file is left behind.
 pub async fn download(
     http: &reqwest::Client,
     item: &Downloadable,
@@ -73,12 +81,17 @@ pub async fn download(
     let file = tokio::fs::File::create(&partial.path)
         .await
         .map_err(|e| write_error(&partial.path, &e))?;
-    tracing::debug!(host = %host(&url), path = url.path(), target = %target.display(), "download started");
+    tracing::debug!(
+        host = %host(&url),
+        path = url.path(),
+        file = %target.display(),
+        "download started"
+    );
 
     tokio::select! {
         biased;
         () = cancel.cancelled() => {
-            tracing::debug!(target = %target.display(), "download cancelled");
+            tracing::debug!(file = %target.display(), "download cancelled");
             return Err(DownloadError::Cancelled);
         }
         result = fetch(http, &url, file, &partial.path) => result?,
@@ -189,8 +202,17 @@ fn request_error(url: &Url, e: &reqwest::Error) -> DownloadError {
     DownloadError::Other(format!("{what} {}: {}", host(url), causes(e)))
 }
 
-/// The error and its sources, joined, without the URL (which may carry credentials).
+/// The error and its sources, joined, without the URL's query (which may carry
+/// credentials). For a failed connection only the root cause, which says it all
+/// (`Connection refused (os error 111)`, a DNS failure, a TLS error).
 pub(crate) fn causes(e: &reqwest::Error) -> String {
+    if e.is_connect() {
+        let mut root: &dyn std::error::Error = e;
+        while let Some(source) = root.source() {
+            root = source;
+        }
+        return root.to_string();
+    }
     let mut parts: Vec<String> = Vec::new();
     let mut source: Option<&dyn std::error::Error> = Some(e);
     while let Some(err) = source {

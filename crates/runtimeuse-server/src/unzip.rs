@@ -91,6 +91,14 @@ struct Planned {
 /// Existing files are overwritten, directories created, unix permission bits kept. If
 /// any entry would land outside `dest`, nothing is written and an error is returned.
 ///
+/// # Errors
+///
+/// [`UnzipError::Archive`] for an unreadable archive, [`UnzipError::UnsafePath`] and
+/// [`UnzipError::UnsafeSymlink`] for entries that would escape `dest` (found before
+/// anything is written, except symlinks that escape only in combination, which are
+/// removed after extraction), [`UnzipError::ThroughSymlink`] when an entry's directory
+/// is a symlink already on disk, [`UnzipError::Io`] for file system errors.
+///
 /// ```no_run
 /// use std::path::Path;
 /// let n = runtimeuse_server::unzip::extract_zip(Path::new("site.zip"), Path::new("/srv"))?;

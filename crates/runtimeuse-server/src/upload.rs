@@ -55,6 +55,12 @@ pub enum UploadError {
 /// Returns the number of bytes sent.
 ///
 /// The file is reopened for every attempt, so a retry sends its current content.
+///
+/// # Errors
+///
+/// [`UploadError::Read`] at once if the file cannot be opened, [`UploadError::Status`]
+/// at once for a 4xx (or other non-5xx failure) and after the last attempt for a 5xx,
+/// [`UploadError::Connection`] after the last attempt for a connection failure.
 pub async fn upload_file(
     http: &reqwest::Client,
     path: &Path,
@@ -124,7 +130,15 @@ async fn put_once(
         .body(body)
         .send()
         .await
-        .map_err(|e| Failure::Retryable(UploadError::Connection(crate::download::causes(&e))))?;
+        .map_err(|e| {
+            let what = if e.is_connect() {
+                "could not connect"
+            } else {
+                "request failed"
+            };
+            let cause = crate::download::causes(&e);
+            Failure::Retryable(UploadError::Connection(format!("{what}: {cause}")))
+        })?;
     let status = response.status();
     if status.is_success() {
         Ok(len)

@@ -2,6 +2,7 @@
 //! redaction, UTF-8, cancellation of whole process trees, timeouts.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -123,6 +124,15 @@ fn spawn_cancellable(
     (cancel, task)
 }
 
+/// What `seq 1 n` prints.
+fn numbered_lines(n: u32) -> String {
+    let mut lines = String::new();
+    for i in 1..=n {
+        writeln!(lines, "{i}").unwrap();
+    }
+    lines
+}
+
 fn memory_kib(field: &str) -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
     status
@@ -211,7 +221,8 @@ async fn killed_by_signal_reports_128_plus_signal() {
     assert_eq!(outcome.exit_code, 137);
 }
 
-#[tokio::test]
+// Two workers: the reader parses frames while the command's output is being encoded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn huge_output_streams_every_byte_with_flat_memory_and_capped_capture() {
     const TOTAL: u64 = 300_000_000;
     let dir = tempfile::tempdir().unwrap();
@@ -277,8 +288,8 @@ async fn slow_reader_with_capacity_one_loses_nothing() {
     .unwrap();
     drop(outbox);
     let outputs = reader.await.unwrap();
-    let expected: String = (1..=200_000).map(|i| format!("{i}\n")).collect();
-    let expected_err: String = (1..=1000).map(|i| format!("{i}\n")).collect();
+    let expected = numbered_lines(200_000);
+    let expected_err = numbered_lines(1000);
     assert_eq!(joined(&outputs, OutputStream::Stdout), expected);
     assert_eq!(joined(&outputs, OutputStream::Stderr), expected_err);
     assert_eq!(outcome.stdout, expected);

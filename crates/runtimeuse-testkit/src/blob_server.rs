@@ -241,7 +241,8 @@ async fn get(server: &BlobServer, path: &str) -> Response {
         Some(Source::File(p)) => match tokio::fs::File::open(&p).await {
             Ok(file) => {
                 let len = file.metadata().await.map(|m| m.len()).unwrap_or(0);
-                let stream = tokio_util::io::ReaderStream::new(file);
+                // Large reads: the default 4 KiB makes gigabyte bodies slow in debug builds.
+                let stream = tokio_util::io::ReaderStream::with_capacity(file, 256 * 1024);
                 let mut headers = HeaderMap::new();
                 headers.insert(header::CONTENT_LENGTH, len.into());
                 (headers, Body::from_stream(stream)).into_response()

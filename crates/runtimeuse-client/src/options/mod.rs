@@ -91,7 +91,7 @@ macro_rules! common_setters {
         where
             F: Fn(runtimeuse_protocol::AssistantMessage) -> Fut + Send + Sync + 'static,
             Fut: std::future::Future<Output = R> + Send + 'static,
-            R: crate::IntoCallbackResult<()>,
+            R: crate::IntoCallbackResult<()> + 'static,
         {
             self.on_assistant_message = Some(crate::callback(f));
             self
@@ -103,7 +103,7 @@ macro_rules! common_setters {
         where
             F: Fn(runtimeuse_protocol::CommandOutput) -> Fut + Send + Sync + 'static,
             Fut: std::future::Future<Output = R> + Send + 'static,
-            R: crate::IntoCallbackResult<()>,
+            R: crate::IntoCallbackResult<()> + 'static,
         {
             self.on_command_output = Some(crate::callback(f));
             self
@@ -116,7 +116,7 @@ macro_rules! common_setters {
         where
             F: Fn(runtimeuse_protocol::ArtifactUploadRequest) -> Fut + Send + Sync + 'static,
             Fut: std::future::Future<Output = R> + Send + 'static,
-            R: crate::IntoCallbackResult<crate::ArtifactUploadResult>,
+            R: crate::IntoCallbackResult<crate::ArtifactUploadResult> + 'static,
         {
             self.on_artifact_upload_request = Some(crate::callback(f));
             self

@@ -154,6 +154,12 @@ impl QueryOptions {
             &self.artifacts_dirs,
             self.on_artifact_upload_request.is_some(),
         )?;
+        self.check_format()
+    }
+
+    /// The part of [`Self::validate`] that also applies to event streams (which answer
+    /// upload requests through events, not callbacks).
+    pub(crate) fn check_format(&self) -> Result<(), Error> {
         if let Some(schema) = &self.output_format_json_schema_str {
             serde_json::from_str::<serde_json::Value>(schema).map_err(|e| {
                 Error::InvalidOptions(format!("output_format_json_schema_str is not JSON: {e}"))

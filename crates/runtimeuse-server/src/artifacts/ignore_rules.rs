@@ -61,11 +61,6 @@ impl Root {
         root
     }
 
-    /// The directory.
-    pub(super) fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Fixes the rules of this directory to `content` (gitignore syntax).
     pub(super) fn set_request_rules(&mut self, content: &str) {
         self.source = Source::Request;
@@ -80,7 +75,10 @@ impl Root {
         }
         let (source, matcher) = match read_rules_file(&self.path.join(IGNORE_FILE)) {
             Some(content) => (Source::File, build(&self.path, content.lines())),
-            None => (Source::Default, build(&self.path, DEFAULT_IGNORES.iter().copied())),
+            None => (
+                Source::Default,
+                build(&self.path, DEFAULT_IGNORES.iter().copied()),
+            ),
         };
         debug!(dir = %self.path.display(), ?source, "artifact ignore rules loaded");
         self.source = source;
@@ -113,11 +111,6 @@ pub(super) struct Roots {
 }
 
 impl Roots {
-    /// Whether no directory is watched.
-    pub(super) fn is_empty(&self) -> bool {
-        self.list.is_empty()
-    }
-
     /// The root watching exactly `dir`.
     pub(super) fn get_mut(&mut self, dir: &Path) -> Option<&mut Root> {
         self.list.iter_mut().find(|r| r.path == dir)

@@ -1,11 +1,49 @@
 //! Artifacts: watching directories, asking the client where to upload, uploading.
-//! (Stub: signatures only.)
+//!
+//! For every non-empty file created or changed under a watched directory (and not
+//! ignored), the runtime sends `artifact_upload_request_message`; the client answers with
+//! a presigned URL and the file is `PUT` there. The pieces:
+//!
+//! - `watch`: notify's recursive watcher, reduced to a bounded stream of events;
+//! - `readiness`: when a changed file is complete (close-write, or holding still);
+//! - [`ignore_rules`]: which files a directory never announces;
+//! - `shared`: the handshakes in flight and the running uploads;
+//! - `pipeline`: the task turning events into announcements.
+//!
+//! ```no_run
+//! # async fn demo(outbox: runtimeuse_server::outbox::Outbox) -> Result<(), Box<dyn std::error::Error>> {
+//! use runtimeuse_server::artifacts::{ArtifactOptions, Artifacts};
+//!
+//! let artifacts = Artifacts::new(outbox, reqwest::Client::new(), ArtifactOptions::default());
+//! artifacts.watch(&["out".to_owned()], Some("*.log\n"))?;
+//! // ... run commands; hand every artifact_upload_response_message to
+//! // `artifacts.on_upload_response(response)` ...
+//! artifacts.drain().await;
+//! # Ok(()) }
+//! ```
 
-use std::path::Path;
+pub mod ignore_rules;
+mod pipeline;
+mod readiness;
+mod scan;
+mod shared;
+mod uploads;
+mod watch;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use notify::{RecommendedWatcher, RecursiveMode, Watcher as _};
 use runtimeuse_protocol::ArtifactUploadResponse;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
 
+use self::ignore_rules::Root;
+use self::scan::{file_signature, walk_files};
+use self::shared::Shared;
 use crate::outbox::Outbox;
 use crate::upload::RetryPolicy;
 
@@ -59,39 +97,290 @@ pub enum ArtifactError {
 }
 
 /// A session's artifact manager. Cheap to clone; all clones share one state.
-#[derive(Clone, Debug)]
-pub struct Artifacts {}
+#[derive(Clone)]
+pub struct Artifacts {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    shared: Arc<Shared>,
+    running: Mutex<Option<Running>>,
+}
+
+/// The watcher and the task consuming its events.
+struct Running {
+    watcher: RecommendedWatcher,
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(running) = self.running.get_mut().ok().and_then(Option::take) {
+            running.stop.cancel();
+        }
+    }
+}
+
+impl std::fmt::Debug for Artifacts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Artifacts")
+            .field("dirs", &self.inner.shared.lock().roots.paths())
+            .finish_non_exhaustive()
+    }
+}
 
 impl Artifacts {
     /// A manager that announces files through `outbox` and uploads them with `http`.
     pub fn new(outbox: Outbox, http: reqwest::Client, options: ArtifactOptions) -> Self {
-        let _ = (outbox, http, options);
-        Self {}
+        Self {
+            inner: Arc::new(Inner {
+                shared: Arc::new(Shared::new(outbox, http, options)),
+                running: Mutex::new(None),
+            }),
+        }
     }
 
-    /// Starts watching `dirs` (created if missing) with the given ignore rules, for the
-    /// rest of the session. A directory already watched keeps its watch; its ignore rules
-    /// are replaced when `ignore_content` is given.
+    /// Starts watching `dirs` (created if missing; relative ones against the current
+    /// directory) with the given ignore rules, for the rest of the session. A directory
+    /// already watched keeps its watch; its ignore rules are replaced when
+    /// `ignore_content` is given. Files already present are not announced until they
+    /// change. Must be called within a tokio runtime.
     pub fn watch(
         &self,
         dirs: &[String],
         ignore_content: Option<&str>,
     ) -> Result<(), ArtifactError> {
-        let _ = (dirs, ignore_content);
+        for dir in dirs {
+            self.watch_one(dir, ignore_content)?;
+        }
         Ok(())
     }
 
-    /// Handles the client's answer to an upload request: starts the upload.
+    fn watch_one(&self, dir: &str, ignore_content: Option<&str>) -> Result<(), ArtifactError> {
+        let create_error = |source| ArtifactError::CreateDir {
+            path: dir.to_owned(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(create_error)?;
+        let path = std::fs::canonicalize(dir).map_err(create_error)?;
+        let shared = &self.inner.shared;
+        {
+            let mut state = shared.lock();
+            if let Some(root) = state.roots.get_mut(&path) {
+                if let Some(content) = ignore_content {
+                    root.set_request_rules(content);
+                }
+                return Ok(());
+            }
+        }
+        let root = Root::new(path.clone(), ignore_content);
+        // Files present now are the baseline: a rescan must not announce them.
+        let baseline = walk_files(&root, &path);
+        {
+            let mut state = shared.lock();
+            state.roots.insert(root);
+            state.known.extend(baseline);
+        }
+        let watched = self.start_watch(&path);
+        if watched.is_err() {
+            shared.lock().roots.remove(&path);
+        }
+        watched?;
+        debug!(dir = %path.display(), "watching artifacts directory");
+        Ok(())
+    }
+
+    fn start_watch(&self, path: &Path) -> Result<(), ArtifactError> {
+        let watch_error = |reason: String| ArtifactError::Watch {
+            path: path.display().to_string(),
+            reason,
+        };
+        let mut running = self
+            .inner
+            .running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if running.is_none() {
+            let runtime = tokio::runtime::Handle::try_current()
+                .map_err(|e| watch_error(format!("no async runtime: {e}")))?;
+            let fs = watch::start().map_err(|e| watch_error(e.to_string()))?;
+            let stop = CancellationToken::new();
+            let task = runtime.spawn(pipeline::run(
+                self.inner.shared.clone(),
+                fs.events,
+                fs.overflow,
+                stop.clone(),
+            ));
+            *running = Some(Running {
+                watcher: fs.watcher,
+                stop,
+                task,
+            });
+        }
+        let Some(running) = running.as_mut() else {
+            return Err(watch_error("watcher unavailable".into()));
+        };
+        running
+            .watcher
+            .watch(path, RecursiveMode::Recursive)
+            .map_err(|e| watch_error(e.to_string()))
+    }
+
+    /// Handles the client's answer to an upload request: starts the upload. An answer
+    /// about a file that was never announced is logged and ignored.
     pub fn on_upload_response(&self, response: ArtifactUploadResponse) {
-        let _ = response;
+        let shared = &self.inner.shared;
+        let Some(answered) = shared.answer(&response) else {
+            warn!(
+                filename = %response.filename,
+                filepath = %response.filepath,
+                "upload response for a file that was not announced; ignored"
+            );
+            return;
+        };
+        let path = answered.path;
+        uploads::spawn(
+            shared,
+            answered.upload,
+            path.clone(),
+            response.presigned_url,
+            response.content_type,
+        );
+        if answered.follow_up {
+            // The file changed while the client was answering: one more round.
+            let shared = shared.clone();
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => drop(runtime.spawn(async move { shared.send_round(path).await })),
+                Err(_) => shared.abandon_handshakes(),
+            }
+        }
     }
 
-    /// Waits until `path` has been announced to the client (upload request sent).
+    /// Waits until `path` has been announced to the client (upload request sent) in its
+    /// current version; true at once if that already happened. False after `timeout`,
+    /// and at once for a path that is missing, empty, ignored or not under a watched
+    /// directory.
     pub async fn wait_picked_up(&self, path: &Path, timeout: Duration) -> bool {
-        let _ = (path, timeout);
-        false
+        let Ok(path) = std::fs::canonicalize(path) else {
+            return false;
+        };
+        let shared = &self.inner.shared;
+        if shared.lock().roots.is_ignored(&path, false) {
+            return false;
+        }
+        let deadline = Instant::now() + timeout;
+        let mut changes = shared.subscribe();
+        loop {
+            changes.borrow_and_update();
+            let Some(now) = file_signature(&path).filter(|s| s.len > 0) else {
+                return false;
+            };
+            if shared.sent_signature(&path) == Some(now) {
+                return true;
+            }
+            match tokio::time::timeout_at(deadline, changes.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) | Err(_) => return false,
+            }
+        }
     }
 
-    /// Drains: waits for late events, stops watching, waits for handshakes and uploads.
-    pub async fn drain(&self) {}
+    /// The directories watched so far (absolute).
+    pub fn watched_dirs(&self) -> Vec<PathBuf> {
+        self.inner.shared.lock().roots.paths()
+    }
+
+    /// Drains: waits for late file events, stops watching, then waits for outstanding
+    /// handshakes and for running uploads (see [`ArtifactOptions`] for how long). Returns
+    /// early from the waits for the client once it is gone. Safe to call more than once.
+    pub async fn drain(&self) {
+        let shared = &self.inner.shared;
+        let watching = self
+            .inner
+            .running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some();
+        if watching && !shared.outbox.is_closed() {
+            tokio::select! {
+                () = tokio::time::sleep(shared.options.late_event_grace) => {}
+                () = shared.outbox.closed() => {}
+            }
+        }
+        self.stop_watching().await;
+        self.wait_for_handshakes().await;
+        self.wait_for_uploads().await;
+    }
+
+    async fn stop_watching(&self) {
+        let running = self
+            .inner
+            .running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let Some(Running {
+            watcher,
+            stop,
+            mut task,
+        }) = running
+        else {
+            return;
+        };
+        drop(watcher);
+        stop.cancel();
+        let limit = self.inner.shared.options.handshake_timeout;
+        if tokio::time::timeout(limit, &mut task).await.is_err() {
+            warn!("artifact watcher did not settle in time; stopped");
+            task.abort();
+        }
+    }
+
+    async fn wait_for_handshakes(&self) {
+        let shared = &self.inner.shared;
+        let deadline = Instant::now() + shared.options.handshake_timeout;
+        let mut changes = shared.subscribe();
+        loop {
+            changes.borrow_and_update();
+            let pending = shared.pending_handshakes();
+            if pending == 0 {
+                return;
+            }
+            if shared.outbox.is_closed() {
+                debug!(pending, "client gone; not waiting for upload responses");
+                shared.abandon_handshakes();
+                return;
+            }
+            tokio::select! {
+                changed = changes.changed() => if changed.is_err() { return },
+                () = shared.outbox.closed() => {}
+                () = tokio::time::sleep_until(deadline) => {
+                    warn!(pending, "timed out waiting for upload responses");
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn wait_for_uploads(&self) {
+        let shared = &self.inner.shared;
+        let deadline = Instant::now() + shared.options.upload_timeout;
+        let mut changes = shared.subscribe();
+        loop {
+            changes.borrow_and_update();
+            let running = shared.running_uploads();
+            if running == 0 {
+                return;
+            }
+            tokio::select! {
+                changed = changes.changed() => if changed.is_err() { return },
+                () = tokio::time::sleep_until(deadline) => {
+                    warn!(running, "timed out waiting for artifact uploads; aborting them");
+                    shared.abort_uploads();
+                    return;
+                }
+            }
+        }
+    }
 }

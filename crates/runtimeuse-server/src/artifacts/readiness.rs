@@ -163,7 +163,14 @@ impl Readiness {
         }
     }
 
-    fn check(&mut self, shared: &Shared, path: PathBuf, due: Instant, now: Instant, ready: &mut Vec<PathBuf>) {
+    fn check(
+        &mut self,
+        shared: &Shared,
+        path: PathBuf,
+        due: Instant,
+        now: Instant,
+        ready: &mut Vec<PathBuf>,
+    ) {
         let Some(candidate) = self.candidates.get_mut(&path) else {
             return;
         };
@@ -241,9 +248,7 @@ fn accept(shared: &Shared, path: PathBuf, sig: Signature, closed: bool, ready: &
         return;
     }
     let mut state = shared.lock();
-    if state.roots.is_ignored(&path, false)
-        || (!closed && state.known.get(&path) == Some(&sig))
-    {
+    if state.roots.is_ignored(&path, false) || (!closed && state.known.get(&path) == Some(&sig)) {
         return;
     }
     state.known.insert(path.clone(), sig);

@@ -68,12 +68,12 @@ pub(super) fn walk_files(root: &Root, dir: &Path) -> Vec<(PathBuf, Signature)> {
                 if !root.is_ignored(&path, true) {
                     stack.push(path);
                 }
-            } else if kind.is_file() && !root.is_ignored(&path, false) {
-                if let Some(sig) = entry.metadata().ok().map(|m| Signature::of(&m)) {
-                    if sig.len > 0 {
-                        found.push((path, sig));
-                    }
-                }
+            } else if kind.is_file()
+                && !root.is_ignored(&path, false)
+                && let Ok(meta) = entry.metadata()
+                && meta.len() > 0
+            {
+                found.push((path, Signature::of(&meta)));
             }
         }
     }

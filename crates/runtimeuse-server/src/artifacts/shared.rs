@@ -42,6 +42,17 @@ pub(super) struct State {
     next_upload: u64,
 }
 
+/// What an answer to an upload request leads to.
+pub(super) struct Answered {
+    /// The file to upload.
+    pub(super) path: PathBuf,
+    /// The file changed meanwhile: a follow-up round was marked pending and must be sent
+    /// with [`Shared::send_round`].
+    pub(super) follow_up: bool,
+    /// Id of the upload, registered as running.
+    pub(super) upload: u64,
+}
+
 #[derive(Debug, Default)]
 struct Round {
     /// A request was sent (or is being sent) and not answered yet.
@@ -136,19 +147,24 @@ impl Shared {
         self.bump();
     }
 
-    /// Settles the handshake `response` answers. Returns the file to upload and whether a
-    /// follow-up round was started (the caller must then [`Shared::send_round`] it), or
-    /// `None` for a file that was never announced.
-    pub(super) fn answer(&self, response: &ArtifactUploadResponse) -> Option<(PathBuf, bool)> {
+    /// Settles the handshake `response` answers and registers its upload (in one step, so
+    /// that a drain never sees neither). `None` for a file that was never announced.
+    pub(super) fn answer(&self, response: &ArtifactUploadResponse) -> Option<Answered> {
         let mut state = self.lock();
         let path = find_round(&state.rounds, response)?;
         let round = state.rounds.get_mut(&path)?;
-        round.pending = false;
         let follow_up = std::mem::take(&mut round.follow_up);
         round.pending = follow_up;
+        let upload = state.next_upload;
+        state.next_upload += 1;
+        state.uploads.insert(upload, None);
         drop(state);
         self.bump();
-        Some((path, follow_up))
+        Some(Answered {
+            path,
+            follow_up,
+            upload,
+        })
     }
 
     /// The signature `path` had when its last upload request was sent.
@@ -168,15 +184,6 @@ impl Shared {
             round.follow_up = false;
         }
         self.bump();
-    }
-
-    /// Registers an upload about to be spawned; returns its id.
-    pub(super) fn upload_started(&self) -> u64 {
-        let mut state = self.lock();
-        let id = state.next_upload;
-        state.next_upload += 1;
-        state.uploads.insert(id, None);
-        id
     }
 
     /// Attaches the abort handle of upload `id`, unless it already finished.
@@ -207,9 +214,15 @@ impl Shared {
 
 /// The announced file a response is about: by path, else (for clients that rewrite
 /// paths) by base name, pending rounds first.
-fn find_round(rounds: &HashMap<PathBuf, Round>, response: &ArtifactUploadResponse) -> Option<PathBuf> {
+fn find_round(
+    rounds: &HashMap<PathBuf, Round>,
+    response: &ArtifactUploadResponse,
+) -> Option<PathBuf> {
     let by_path = Path::new(&response.filepath);
-    if rounds.get(by_path).is_some_and(|r| r.sent.is_some() || r.pending) {
+    if rounds
+        .get(by_path)
+        .is_some_and(|r| r.sent.is_some() || r.pending)
+    {
         return Some(by_path.to_path_buf());
     }
     if let Some(path) = rounds

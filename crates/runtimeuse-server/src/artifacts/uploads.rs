@@ -9,16 +9,22 @@ use tracing::{error, info, warn};
 use super::shared::Shared;
 use crate::upload::upload_file;
 
-/// Starts uploading `path` to `url` in the background; [`Shared`] tracks it until it ends.
-pub(super) fn spawn(shared: &Arc<Shared>, path: PathBuf, url: String, content_type: String) {
-    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-        error!(path = %path.display(), "artifact upload needs a tokio runtime; skipped");
-        return;
-    };
-    let id = shared.upload_started();
+/// Runs upload `id` (already registered with [`Shared`]) of `path` to `url` in the
+/// background; it is unregistered when it ends.
+pub(super) fn spawn(
+    shared: &Arc<Shared>,
+    id: u64,
+    path: PathBuf,
+    url: String,
+    content_type: String,
+) {
     let guard = Finished {
         shared: shared.clone(),
         id,
+    };
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        error!(path = %path.display(), "artifact upload needs a tokio runtime; skipped");
+        return;
     };
     let task = runtime.spawn(async move {
         let shared = guard.shared.clone();
@@ -75,14 +81,23 @@ fn loggable(url: &str) -> String {
 
 /// `text` with any copy of the URL's query string hidden.
 fn scrub(text: &str, url: &str) -> String {
-    let mut queries: Vec<String> = url.split_once('?').map(|(_, q)| q.to_owned()).into_iter().collect();
-    if let Some(q) = url::Url::parse(url).ok().and_then(|u| u.query().map(str::to_owned)) {
+    let mut queries: Vec<String> = url
+        .split_once('?')
+        .map(|(_, q)| q.to_owned())
+        .into_iter()
+        .collect();
+    if let Some(q) = url::Url::parse(url)
+        .ok()
+        .and_then(|u| u.query().map(str::to_owned))
+    {
         queries.push(q);
     }
     queries
         .iter()
         .filter(|q| !q.is_empty())
-        .fold(text.to_owned(), |acc, q| acc.replace(q.as_str(), "[query hidden]"))
+        .fold(text.to_owned(), |acc, q| {
+            acc.replace(q.as_str(), "[query hidden]")
+        })
 }
 
 #[cfg(test)]

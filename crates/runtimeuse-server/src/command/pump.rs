@@ -84,7 +84,9 @@ where
     let mut sink = Sink {
         stream,
         cx,
-        redactor: StreamRedactor::new(cx.outbox.redactor()),
+        redactor: Some(cx.outbox.redactor())
+            .filter(|redactor| !redactor.is_empty())
+            .map(StreamRedactor::new),
         closed: false,
     };
     let mut captured = Captured::default();
@@ -129,7 +131,7 @@ where
         carry = incomplete;
 
         let sending = Instant::now();
-        sink.emit(&text).await;
+        sink.emit(text).await;
         if let Some(deadline) = drain_deadline.as_mut() {
             *deadline += sending.elapsed();
         }
@@ -141,7 +143,7 @@ where
         );
     }
     if carry > 0 {
-        sink.emit(&char::REPLACEMENT_CHARACTER.to_string()).await;
+        sink.emit(char::REPLACEMENT_CHARACTER.to_string()).await;
     }
     sink.finish().await;
     Ok(captured)
@@ -151,16 +153,20 @@ where
 struct Sink<'a> {
     stream: OutputStream,
     cx: &'a PumpContext<'a>,
-    redactor: StreamRedactor,
+    /// `None` when there are no secrets, to spare a copy of every chunk.
+    redactor: Option<StreamRedactor>,
     closed: bool,
 }
 
 impl Sink<'_> {
-    async fn emit(&mut self, text: &str) {
+    async fn emit(&mut self, text: String) {
         if self.closed || text.is_empty() {
             return;
         }
-        let safe = self.redactor.push(text);
+        let safe = match &mut self.redactor {
+            Some(redactor) => redactor.push(&text),
+            None => text,
+        };
         self.send(safe).await;
     }
 
@@ -168,8 +174,9 @@ impl Sink<'_> {
         if self.closed {
             return;
         }
-        let rest = self.redactor.finish();
-        self.send(rest).await;
+        if let Some(rest) = self.redactor.as_mut().map(StreamRedactor::finish) {
+            self.send(rest).await;
+        }
     }
 
     async fn send(&mut self, text: String) {

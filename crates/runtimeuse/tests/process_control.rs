@@ -1,0 +1,112 @@
+//! Cancellation, disconnects and shutdown kill whole process trees; large output streams
+//! through the socket without loss.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Peer, command_execution, invocation, read_pid_file, start_runtime, wait_gone};
+use serde_json::json;
+
+fn grandchild_command(pid_file: &std::path::Path) -> String {
+    // The shell starts a grandchild that ignores SIGTERM, records its pid, and waits.
+    format!(
+        "sh -c 'trap \"\" TERM; echo $$ > {}; exec sleep 1000' & wait",
+        pid_file.display()
+    )
+}
+
+#[tokio::test]
+async fn cancel_ends_the_request_and_kills_grandchildren() {
+    let runtime = start_runtime(|_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("pid");
+    let mut peer = Peer::connect(&runtime.ws_url()).await;
+    peer.send(command_execution(&[&grandchild_command(&pid_file)])).await;
+    let pid = read_pid_file(&pid_file).await;
+    let started = Instant::now();
+    peer.send(json!({"message_type": "cancel_message"})).await;
+    let (_, terminal) = peer.until_terminal().await;
+    assert_eq!(
+        terminal,
+        json!({"message_type": "error_message", "error": "Request cancelled", "metadata": {}})
+    );
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
+    assert!(wait_gone(pid, Duration::from_secs(5)).await, "grandchild {pid} survived cancel");
+
+    // The session stays open.
+    peer.send(invocation("ECHO:after cancel")).await;
+    let (_, result) = peer.until_terminal().await;
+    assert_eq!(result["data"]["text"], "after cancel");
+}
+
+#[tokio::test]
+async fn cancel_stops_a_slow_agent_and_is_ignored_when_idle() {
+    let runtime = start_runtime(|_| {}).await;
+    let mut peer = Peer::connect(&runtime.ws_url()).await;
+    peer.send(json!({"message_type": "cancel_message"})).await;
+    peer.send(invocation("SLOW:20000")).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    peer.send(json!({"message_type": "cancel_message"})).await;
+    let (before, terminal) = peer.until_terminal().await;
+    assert!(before.is_empty(), "idle cancel must not be answered: {before:?}");
+    assert_eq!(terminal["error"], "Request cancelled");
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[tokio::test]
+async fn cancel_during_pre_command_skips_the_agent() {
+    let runtime = start_runtime(|_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("agent-ran");
+    let mut message = invocation(&format!("WRITE_FILE:{} x", marker.display()));
+    message["pre_agent_invocation_commands"] = json!([{"command": "sleep 30"}]);
+    let mut peer = Peer::connect(&runtime.ws_url()).await;
+    peer.send(message).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    peer.send(json!({"message_type": "cancel_message"})).await;
+    let (_, terminal) = peer.until_terminal().await;
+    assert_eq!(terminal["error"], "Request cancelled");
+    assert!(!marker.exists());
+}
+
+#[tokio::test]
+async fn disconnect_kills_the_running_process_tree() {
+    let runtime = start_runtime(|_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("pid");
+    let mut peer = Peer::connect(&runtime.ws_url()).await;
+    peer.send(command_execution(&[&grandchild_command(&pid_file)])).await;
+    let pid = read_pid_file(&pid_file).await;
+    peer.close().await;
+    assert!(wait_gone(pid, Duration::from_secs(5)).await, "grandchild {pid} survived disconnect");
+}
+
+#[tokio::test]
+async fn large_output_streams_completely_through_the_socket() {
+    const BYTES: u64 = 64 * 1024 * 1024;
+    let runtime = start_runtime(|c| c.session.commands.capture_limit = 4096).await;
+    let mut peer = Peer::connect(&runtime.ws_url()).await;
+    peer.send(command_execution(&[&format!(
+        "head -c {BYTES} /dev/zero | tr '\\0' 'a'; echo; echo tail-marker"
+    )]))
+    .await;
+    let mut streamed = 0u64;
+    let mut last_text = String::new();
+    let terminal = loop {
+        let message = peer.recv().await;
+        if message["message_type"] == "command_output_message" {
+            let text = message["text"].as_str().unwrap();
+            streamed += text.len() as u64;
+            last_text = text.to_owned();
+        } else if common::is_terminal(&message) {
+            break message;
+        }
+    };
+    assert_eq!(streamed, BYTES + 1 + "tail-marker\n".len() as u64);
+    assert!(last_text.ends_with("tail-marker\n"));
+    assert_eq!(terminal["results"][0]["exit_code"], 0);
+    assert_eq!(terminal["results"][0]["stdout_truncated"], true);
+    assert_eq!(terminal["results"][0]["stdout"].as_str().unwrap().len(), 4096);
+}
