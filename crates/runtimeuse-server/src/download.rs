@@ -225,12 +225,20 @@ pub(crate) fn causes(e: &reqwest::Error) -> String {
     let mut text = parts.join(": ");
     if let Some(url) = e.url() {
         // reqwest's own message names the URL; keep only scheme, host and path.
-        let mut bare = url.clone();
-        bare.set_query(None);
-        bare.set_fragment(None);
-        text = text.replace(url.as_str(), bare.as_str());
+        text = text.replace(url.as_str(), &loggable_url(url));
     }
     text
+}
+
+/// Scheme, host, port and path of `url`, for messages and logs: presigned URLs carry
+/// credentials in the query (and a URL may carry them as user info).
+pub(crate) fn loggable_url(url: &Url) -> String {
+    let mut bare = url.clone();
+    bare.set_query(None);
+    bare.set_fragment(None);
+    let _ = bare.set_password(None);
+    let _ = bare.set_username("");
+    bare.to_string()
 }
 
 fn write_error(path: &Path, e: &std::io::Error) -> DownloadError {

@@ -11,6 +11,8 @@ use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use tokio::io::AsyncReadExt;
 use url::Url;
 
+use crate::download::{causes, loggable_url};
+
 /// Read size when streaming the file.
 const READ_CHUNK: usize = 256 * 1024;
 
@@ -132,12 +134,17 @@ async fn put_once(
         .await
         .map_err(|e| {
             let what = if e.is_connect() {
-                "could not connect"
+                "could not connect to"
             } else {
-                "request failed"
+                "request failed for"
             };
-            let cause = crate::download::causes(&e);
-            Failure::Retryable(UploadError::Connection(format!("{what}: {cause}")))
+            let host = e.url().map_or_else(String::new, |u| {
+                let mut origin = u.clone();
+                origin.set_path("");
+                loggable_url(&origin)
+            });
+            let cause = causes(&e);
+            Failure::Retryable(UploadError::Connection(format!("{what} {host}: {cause}")))
         })?;
     let status = response.status();
     if status.is_success() {
@@ -151,14 +158,5 @@ async fn put_once(
 
 /// Scheme, host and path of `url`: presigned URLs carry credentials in the query.
 fn loggable(url: &str) -> String {
-    match Url::parse(url) {
-        Ok(mut u) => {
-            u.set_query(None);
-            u.set_fragment(None);
-            let _ = u.set_password(None);
-            let _ = u.set_username("");
-            u.to_string()
-        }
-        Err(_) => "(invalid URL)".to_owned(),
-    }
+    Url::parse(url).map_or_else(|_| "(invalid URL)".to_owned(), |u| loggable_url(&u))
 }

@@ -60,17 +60,14 @@ impl Harness {
 
     /// The next upload request within `wait`.
     async fn request_within(&mut self, wait: Duration) -> Option<ArtifactUploadRequest> {
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            let frame = tokio::time::timeout_at(deadline, self.frames.recv())
-                .await
-                .ok()??;
-            match parse_server_frame(&frame) {
-                Ok(Incoming::Message(ServerMessage::ArtifactUploadRequestMessage(request))) => {
-                    return Some(request);
-                }
-                other => panic!("unexpected frame {frame}: {other:?}"),
+        let frame = tokio::time::timeout(wait, self.frames.recv())
+            .await
+            .ok()??;
+        match parse_server_frame(&frame) {
+            Ok(Incoming::Message(ServerMessage::ArtifactUploadRequestMessage(request))) => {
+                Some(request)
             }
+            other => panic!("unexpected frame {frame}: {other:?}"),
         }
     }
 

@@ -1,0 +1,124 @@
+//! Token auth at the upgrade, and the real binary's startup line and graceful shutdown.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Peer, command_execution, read_pid_file, start_runtime, wait_gone};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::{Error as WsError, http};
+
+async fn upgrade_status(request: http::Request<()>) -> u16 {
+    match tokio_tungstenite::connect_async(request).await {
+        Ok((_, response)) => response.status().as_u16(),
+        Err(WsError::Http(response)) => response.status().as_u16(),
+        Err(other) => panic!("unexpected error: {other}"),
+    }
+}
+
+#[tokio::test]
+async fn token_is_enforced_at_the_upgrade() {
+    let runtime = start_runtime(|c| c.token = Some("t0ken".into())).await;
+    let url = runtime.ws_url();
+
+    let plain = url.as_str().into_client_request().unwrap();
+    assert_eq!(upgrade_status(plain).await, 401);
+
+    let mut wrong = url.as_str().into_client_request().unwrap();
+    wrong
+        .headers_mut()
+        .insert("Authorization", "Bearer nope".parse().unwrap());
+    assert_eq!(upgrade_status(wrong).await, 401);
+
+    let mut bearer = url.as_str().into_client_request().unwrap();
+    bearer
+        .headers_mut()
+        .insert("Authorization", "Bearer t0ken".parse().unwrap());
+    assert_eq!(upgrade_status(bearer).await, 101);
+
+    let query = format!("{url}?token=t0ken").into_client_request().unwrap();
+    assert_eq!(upgrade_status(query).await, 101);
+    let query = format!("{url}any/path?token=wrong").into_client_request().unwrap();
+    assert_eq!(upgrade_status(query).await, 401);
+}
+
+#[tokio::test]
+async fn without_a_token_any_path_upgrades() {
+    let runtime = start_runtime(|_| {}).await;
+    let url = format!("{}some/path?x=1", runtime.ws_url());
+    let mut peer = Peer::connect(&url).await;
+    peer.send(command_execution(&["echo hi"])).await;
+    let (_, result) = peer.until_terminal().await;
+    assert_eq!(result["results"][0]["stdout"], "hi\n");
+}
+
+/// The real binary, started with `--port 0`; returns the child and its ws URL.
+fn spawn_binary(extra: &[&str]) -> (std::process::Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_runtimeuse"))
+        .args(["--agent", "echo", "--host", "127.0.0.1", "--port", "0", "--kill-grace", "0.5"])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn runtimeuse");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).expect("read startup line");
+    let url = line
+        .trim()
+        .strip_prefix("runtimeuse listening on ")
+        .unwrap_or_else(|| panic!("unexpected startup line {line:?}"))
+        .to_owned();
+    (child, url)
+}
+
+#[tokio::test]
+async fn sigterm_cancels_requests_kills_their_processes_and_exits_zero() {
+    let (mut child, url) = spawn_binary(&["--artifact-grace", "0.2"]);
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("pid");
+    let mut peer = Peer::connect(&url).await;
+    let command = format!(
+        "sh -c 'trap \"\" TERM; echo $$ > {}; exec sleep 1000' & wait",
+        pid_file.display()
+    );
+    peer.send(command_execution(&[&command])).await;
+    let grandchild = read_pid_file(&pid_file).await;
+
+    let started = Instant::now();
+    kill(Pid::from_raw(i32::try_from(child.id()).unwrap()), Signal::SIGTERM).unwrap();
+    let rest = peer.until_closed().await;
+    let terminal = rest.iter().find(|m| common::is_terminal(m)).expect("a terminal");
+    assert_eq!(terminal["error"], "Request cancelled");
+
+    let status = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
+    assert_eq!(status.code(), Some(0), "runtime exit status {status:?}");
+    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    assert!(wait_gone(grandchild, Duration::from_secs(5)).await, "grandchild survived shutdown");
+}
+
+#[tokio::test]
+async fn sigterm_with_no_sessions_exits_promptly() {
+    let (mut child, url) = spawn_binary(&[]);
+    let health = format!("{}/health", url.replace("ws://", "http://"));
+    let body = reqwest::get(&health).await.unwrap().text().await.unwrap();
+    assert!(body.contains("\"agent\":\"echo\""), "{body}");
+    kill(Pid::from_raw(i32::try_from(child.id()).unwrap()), Signal::SIGTERM).unwrap();
+    let status = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn invalid_flags_fail_with_a_clear_message() {
+    let output = Command::new(env!("CARGO_BIN_EXE_runtimeuse"))
+        .args(["--agent", "echo", "--port", "0", "--heartbeat-interval=-1"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("heartbeat-interval"), "{stderr}");
+}
