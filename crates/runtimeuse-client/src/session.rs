@@ -58,6 +58,12 @@ pub struct Session {
     abort: AbortHandle,
 }
 
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session").finish_non_exhaustive()
+    }
+}
+
 struct SessionState {
     conn: Connection,
     /// A call ended before its terminal; its terminal must be skipped first.

@@ -3,8 +3,8 @@
 mod common;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use common::{FakeRuntime, assistant, error, heartbeat, options, text_result};
 use runtimeuse_client::{ArtifactUploadResult, Error, RuntimeUseClient, TimeoutKind};
@@ -51,12 +51,19 @@ async fn abort_sends_cancel_and_returns_cancelled_after_the_terminal() {
 
 #[tokio::test]
 async fn abort_during_a_slow_callback_sends_cancel_at_once() {
-    let fake = FakeRuntime::start(|mut conn| async move {
-        conn.expect("invocation_message").await;
-        conn.send(assistant("slow")).await;
-        conn.expect("cancel_message").await;
-        conn.send(error("Request cancelled")).await;
-        conn.drain().await;
+    let cancel_after_ms = Arc::new(AtomicU64::new(u64::MAX));
+    let record = Arc::clone(&cancel_after_ms);
+    let fake = FakeRuntime::start(move |mut conn| {
+        let record = Arc::clone(&record);
+        async move {
+            conn.expect("invocation_message").await;
+            let started = Instant::now();
+            conn.send(assistant("slow")).await;
+            conn.expect("cancel_message").await;
+            record.store(started.elapsed().as_millis() as u64, Ordering::SeqCst);
+            conn.send(error("Request cancelled")).await;
+            conn.drain().await;
+        }
     })
     .await;
     let client = RuntimeUseClient::new(&fake.url);
@@ -72,6 +79,8 @@ async fn abort_during_a_slow_callback_sends_cancel_at_once() {
     let error = client.query("p", options).await.unwrap_err();
 
     assert!(error.is_cancelled(), "{error:?}");
+    let waited = cancel_after_ms.load(Ordering::SeqCst);
+    assert!(waited < 350, "cancel_message waited for the callback ({waited} ms)");
 }
 
 #[tokio::test]

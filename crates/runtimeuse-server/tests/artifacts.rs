@@ -151,6 +151,31 @@ async fn file_in_a_just_created_nested_directory_is_announced() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shell_writing_into_fresh_subdirectories_is_fully_announced() {
+    const COUNT: usize = 40;
+    let mut h = Harness::new(fast_options()).await;
+    let dir = h.watched(None);
+    let script =
+        format!("for i in $(seq 1 {COUNT}); do mkdir -p d/$i/a/b && echo $i > d/$i/a/b/f; done");
+    let status = tokio::process::Command::new("/bin/sh")
+        .args(["-c", &script])
+        .current_dir(dir.path())
+        .status()
+        .await
+        .unwrap();
+    assert!(status.success());
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..COUNT {
+        seen.insert(h.request().await.filepath);
+    }
+    let expected: std::collections::BTreeSet<String> = (1..=COUNT)
+        .map(|i| reported(&dir.path().join(format!("d/{i}/a/b/f"))))
+        .collect();
+    assert_eq!(seen, expected);
+    h.assert_quiet().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn file_moved_into_the_directory_is_announced() {
     let mut h = Harness::new(fast_options()).await;
     let outside = tempfile::tempdir().unwrap();

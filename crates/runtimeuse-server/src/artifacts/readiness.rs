@@ -231,7 +231,7 @@ impl Readiness {
     /// `path` is gone: drop it and everything under it.
     fn forget(&mut self, shared: &Shared, path: &Path) {
         self.candidates.retain(|p, _| !p.starts_with(path));
-        shared.lock().known.retain(|p, _| !p.starts_with(path));
+        shared.lock().forget_known(path);
     }
 }
 

@@ -4,7 +4,7 @@
 //! A file has at most one handshake in flight. A change while one is pending sets a
 //! follow-up flag; the follow-up round starts when the client answers the current one.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
@@ -34,8 +34,9 @@ pub(super) struct State {
     /// Watched directories and their ignore rules.
     pub(super) roots: Roots,
     /// Last signature seen as complete per file (announced, or present when watching
-    /// began), so that rescans do not announce unchanged files.
-    pub(super) known: HashMap<PathBuf, Signature>,
+    /// began), so that rescans do not announce unchanged files. Ordered, so that the
+    /// entries under a directory are one range.
+    pub(super) known: BTreeMap<PathBuf, Signature>,
     rounds: HashMap<PathBuf, Round>,
     /// Running uploads; the abort handle arrives just after the task is spawned.
     uploads: HashMap<u64, Option<AbortHandle>>,
@@ -61,6 +62,22 @@ struct Round {
     follow_up: bool,
     /// The file as it was when its last request was sent.
     sent: Option<Signature>,
+}
+
+impl State {
+    /// Forgets what is known about `path` and everything under it.
+    pub(super) fn forget_known(&mut self, path: &Path) {
+        let under: Vec<PathBuf> = self
+            .known
+            .range::<Path, _>((std::ops::Bound::Included(path), std::ops::Bound::Unbounded))
+            .map(|(p, _)| p)
+            .take_while(|p| p.starts_with(path))
+            .cloned()
+            .collect();
+        for p in under {
+            self.known.remove(&p);
+        }
+    }
 }
 
 impl Shared {
@@ -242,4 +259,28 @@ fn find_round(
         .find(named)
         .or_else(|| rounds.keys().find(named))
         .cloned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forgetting_a_directory_forgets_exactly_what_is_under_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f");
+        std::fs::write(&file, "x").unwrap();
+        let sig = file_signature(&file).unwrap();
+        let mut state = State::default();
+        for p in ["/a/b", "/a/b/c", "/a/b/d/e", "/a/b.txt", "/a/bc", "/a/a"] {
+            state.known.insert(PathBuf::from(p), sig);
+        }
+        state.forget_known(Path::new("/a/b"));
+        let left: Vec<_> = state
+            .known
+            .keys()
+            .map(|p| p.display().to_string())
+            .collect();
+        assert_eq!(left, ["/a/a", "/a/b.txt", "/a/bc"]);
+    }
 }
