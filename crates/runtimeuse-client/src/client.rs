@@ -121,7 +121,8 @@ impl RuntimeUseClient {
     ) -> Result<CommandExecutionResult, Error> {
         let options = options.borrow();
         options.validate()?;
-        self.one_shot(options.spec(commands), "execute_commands").await
+        self.one_shot(options.spec(commands), "execute_commands")
+            .await
     }
 
     /// Like [`query`](Self::query), yielding [`Event`]s instead of calling callbacks
@@ -134,7 +135,9 @@ impl RuntimeUseClient {
         options: impl Borrow<QueryOptions>,
     ) -> EventStream<QueryResult> {
         let options = options.borrow();
-        let spec = options.check_format().map(|()| options.spec(prompt.as_ref()));
+        let spec = options
+            .check_format()
+            .map(|()| options.spec(prompt.as_ref()));
         self.one_shot_stream(spec, "query")
     }
 
@@ -156,7 +159,11 @@ impl RuntimeUseClient {
         Ok(Session::new(Connection::open(&self.config).await?))
     }
 
-    async fn one_shot<T: Outcome>(&self, spec: RequestSpec, kind: &'static str) -> Result<T, Error> {
+    async fn one_shot<T: Outcome>(
+        &self,
+        spec: RequestSpec,
+        kind: &'static str,
+    ) -> Result<T, Error> {
         let span = request_span(kind, spec.source_id.as_deref());
         let cancel = CancelSignal::new(self.abort.token(), None);
         let sink = Sink::Callbacks(spec.callbacks.clone());
@@ -171,7 +178,10 @@ impl RuntimeUseClient {
         kind: &'static str,
     ) -> EventStream<T> {
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-        let span = request_span(kind, spec.as_ref().ok().and_then(|s| s.source_id.as_deref()));
+        let span = request_span(
+            kind,
+            spec.as_ref().ok().and_then(|s| s.source_id.as_deref()),
+        );
         let cancel = CancelSignal::new(self.abort.token(), None);
         let config = Arc::clone(&self.config);
         let task = tokio::spawn(
@@ -217,7 +227,11 @@ async fn run_one_shot<T: Outcome>(
 }
 
 pub(crate) fn request_span(kind: &'static str, source_id: Option<&str>) -> tracing::Span {
-    tracing::info_span!("runtimeuse_request", kind, source_id = source_id.unwrap_or(""))
+    tracing::info_span!(
+        "runtimeuse_request",
+        kind,
+        source_id = source_id.unwrap_or("")
+    )
 }
 
 /// Builds a [`RuntimeUseClient`] with non-default settings.
@@ -245,7 +259,8 @@ impl ClientBuilder {
     /// Adds a header to the WebSocket upgrade request (replacing one of the same name).
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         let name = name.into();
-        self.headers.retain(|(existing, _)| !existing.eq_ignore_ascii_case(&name));
+        self.headers
+            .retain(|(existing, _)| !existing.eq_ignore_ascii_case(&name));
         self.headers.push((name, value.into()));
         self
     }

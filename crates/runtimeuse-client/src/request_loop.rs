@@ -198,8 +198,13 @@ impl<'c, T: Outcome> Exchange<'c, T> {
                     };
                     let limit = self.limits.assistant_callback_timeout;
                     let name = "on_assistant_message";
-                    self.callback(callback(message), limit, TimeoutKind::AssistantCallback, name)
-                        .await
+                    self.callback(
+                        callback(message),
+                        limit,
+                        TimeoutKind::AssistantCallback,
+                        name,
+                    )
+                    .await
                 }
             },
             ServerMessage::CommandOutputMessage(output) => match &self.sink {

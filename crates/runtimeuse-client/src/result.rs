@@ -1,6 +1,8 @@
 //! What successful calls return.
 
-use runtimeuse_protocol::{CommandExecutionResultMessage, CommandResultItem, ResultData, ResultMessage};
+use runtimeuse_protocol::{
+    CommandExecutionResultMessage, CommandResultItem, ResultData, ResultMessage,
+};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
@@ -145,5 +147,7 @@ impl Outcome for CommandExecutionResult {
 }
 
 fn unexpected_terminal(message_type: &str) -> Error {
-    Error::Protocol(format!("unexpected {message_type} as the terminal of this request"))
+    Error::Protocol(format!(
+        "unexpected {message_type} as the terminal of this request"
+    ))
 }

@@ -118,7 +118,12 @@ impl Session {
         options: impl Borrow<QueryOptions>,
     ) -> EventStream<QueryResult> {
         let options = options.borrow();
-        self.stream(options.check_format().map(|()| options.spec(prompt.as_ref())), "query")
+        self.stream(
+            options
+                .check_format()
+                .map(|()| options.spec(prompt.as_ref())),
+            "query",
+        )
     }
 
     /// Like [`Session::execute_commands`], yielding events instead of calling callbacks.
@@ -186,7 +191,10 @@ impl Session {
         let guard = StreamGuard::cancel(dropped.clone().drop_guard());
         let state = Arc::clone(&self.state);
         let abort = self.abort.clone();
-        let span = crate::client::request_span(kind, spec.as_ref().ok().and_then(|s| s.source_id.as_deref()));
+        let span = crate::client::request_span(
+            kind,
+            spec.as_ref().ok().and_then(|s| s.source_id.as_deref()),
+        );
         tokio::spawn(
             async move {
                 let result = match spec {
@@ -288,7 +296,9 @@ async fn end_session(
                     continue;
                 }
                 Err(Error::ConnectionClosed { reason }) => {
-                    tracing::warn!("connection closed before end_session_confirm_message: {reason}");
+                    tracing::warn!(
+                        "connection closed before end_session_confirm_message: {reason}"
+                    );
                     return Ok(());
                 }
                 Err(e) => return Err(e),
@@ -311,10 +321,15 @@ async fn end_session(
                             conn.send(&ClientMessage::ArtifactUploadResponseMessage(response))
                                 .await?;
                         }
-                        Err(e) => tracing::warn!("artifact upload callback failed while ending the session: {e}"),
+                        Err(e) => tracing::warn!(
+                            "artifact upload callback failed while ending the session: {e}"
+                        ),
                     }
                 }
-                other => tracing::debug!(message_type = other.message_type(), "ignored while ending the session"),
+                other => tracing::debug!(
+                    message_type = other.message_type(),
+                    "ignored while ending the session"
+                ),
             }
         }
     };

@@ -44,9 +44,19 @@ async fn abort_sends_cancel_and_returns_cancelled_after_the_terminal() {
     let error = client.query("p", options).await.unwrap_err();
 
     assert!(matches!(error, Error::Cancelled), "{error:?}");
-    assert!(terminal_sent.load(Ordering::SeqCst), "returned before the runtime's terminal");
-    assert_eq!(calls.load(Ordering::SeqCst), 1, "callbacks must be suppressed after abort");
-    assert_eq!(fake.received_types(), ["invocation_message", "cancel_message"]);
+    assert!(
+        terminal_sent.load(Ordering::SeqCst),
+        "returned before the runtime's terminal"
+    );
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "callbacks must be suppressed after abort"
+    );
+    assert_eq!(
+        fake.received_types(),
+        ["invocation_message", "cancel_message"]
+    );
 }
 
 #[tokio::test]
@@ -80,7 +90,10 @@ async fn abort_during_a_slow_callback_sends_cancel_at_once() {
 
     assert!(error.is_cancelled(), "{error:?}");
     let waited = cancel_after_ms.load(Ordering::SeqCst);
-    assert!(waited < 350, "cancel_message waited for the callback ({waited} ms)");
+    assert!(
+        waited < 350,
+        "cancel_message waited for the callback ({waited} ms)"
+    );
 }
 
 #[tokio::test]
@@ -109,9 +122,18 @@ async fn overall_timeout_expires() {
     .await;
     let options = options().timeout(Duration::from_millis(300));
 
-    let error = RuntimeUseClient::new(&fake.url).query("p", options).await.unwrap_err();
+    let error = RuntimeUseClient::new(&fake.url)
+        .query("p", options)
+        .await
+        .unwrap_err();
 
-    let Error::Timeout { kind, after, last_message_type, message_count } = error else {
+    let Error::Timeout {
+        kind,
+        after,
+        last_message_type,
+        message_count,
+    } = error
+    else {
         panic!("{error:?}")
     };
     assert_eq!(kind, TimeoutKind::Overall);
@@ -130,9 +152,18 @@ async fn idle_timeout_when_the_runtime_goes_silent() {
     .await;
     let options = options().idle_timeout(Duration::from_millis(200));
 
-    let error = RuntimeUseClient::new(&fake.url).query("p", options).await.unwrap_err();
+    let error = RuntimeUseClient::new(&fake.url)
+        .query("p", options)
+        .await
+        .unwrap_err();
 
-    let Error::Timeout { kind, last_message_type, message_count, .. } = error else {
+    let Error::Timeout {
+        kind,
+        last_message_type,
+        message_count,
+        ..
+    } = error
+    else {
         panic!("{error:?}")
     };
     assert_eq!(kind, TimeoutKind::Idle);
@@ -154,7 +185,10 @@ async fn heartbeats_keep_the_idle_timeout_from_expiring() {
     .await;
     let options = options().idle_timeout(Duration::from_millis(300));
 
-    let result = RuntimeUseClient::new(&fake.url).query("p", options).await.unwrap();
+    let result = RuntimeUseClient::new(&fake.url)
+        .query("p", options)
+        .await
+        .unwrap();
 
     assert_eq!(result.text(), Some("slow but alive"));
 }
@@ -171,16 +205,24 @@ async fn assistant_callback_timeout_expires() {
         .assistant_callback_timeout(Duration::from_millis(100))
         .on_assistant_message(|_| tokio::time::sleep(Duration::from_secs(5)));
 
-    let error = RuntimeUseClient::new(&fake.url).query("p", options).await.unwrap_err();
+    let error = RuntimeUseClient::new(&fake.url)
+        .query("p", options)
+        .await
+        .unwrap_err();
 
-    assert_eq!(error.timeout_kind(), Some(TimeoutKind::AssistantCallback), "{error:?}");
+    assert_eq!(
+        error.timeout_kind(),
+        Some(TimeoutKind::AssistantCallback),
+        "{error:?}"
+    );
 }
 
 #[tokio::test]
 async fn artifact_callback_timeout_expires() {
     let fake = FakeRuntime::start(|mut conn| async move {
         conn.expect("invocation_message").await;
-        conn.send(common::artifact_request("a.txt", "/out/a.txt")).await;
+        conn.send(common::artifact_request("a.txt", "/out/a.txt"))
+            .await;
         conn.drain().await;
     })
     .await;
@@ -192,11 +234,24 @@ async fn artifact_callback_timeout_expires() {
             ArtifactUploadResult::new("u", "t")
         });
 
-    let error = RuntimeUseClient::new(&fake.url).query("p", options).await.unwrap_err();
+    let error = RuntimeUseClient::new(&fake.url)
+        .query("p", options)
+        .await
+        .unwrap_err();
 
-    let Error::Timeout { kind, last_message_type, .. } = error else { panic!("{error:?}") };
+    let Error::Timeout {
+        kind,
+        last_message_type,
+        ..
+    } = error
+    else {
+        panic!("{error:?}")
+    };
     assert_eq!(kind, TimeoutKind::ArtifactCallback);
-    assert_eq!(last_message_type.as_deref(), Some("artifact_upload_request_message"));
+    assert_eq!(
+        last_message_type.as_deref(),
+        Some("artifact_upload_request_message")
+    );
 }
 
 #[tokio::test]
@@ -208,7 +263,10 @@ async fn connection_closed_before_a_terminal() {
     })
     .await;
 
-    let error = RuntimeUseClient::new(&fake.url).query("p", options()).await.unwrap_err();
+    let error = RuntimeUseClient::new(&fake.url)
+        .query("p", options())
+        .await
+        .unwrap_err();
 
     assert!(matches!(error, Error::ConnectionClosed { .. }), "{error:?}");
 }

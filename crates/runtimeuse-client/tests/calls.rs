@@ -4,7 +4,9 @@ mod common;
 
 use std::sync::{Arc, Mutex};
 
-use common::{FakeRuntime, artifact_request, assistant, commands_result, options, stdout, text_result};
+use common::{
+    FakeRuntime, artifact_request, assistant, commands_result, options, stdout, text_result,
+};
 use runtimeuse_client::{
     ArtifactUploadResult, Command, Downloadable, Error, ExecuteCommandsOptions, OutputStream,
     QueryData, RuntimeUseClient,
@@ -88,8 +90,14 @@ async fn structured_on_a_text_result_is_an_error() {
         conn.drain().await;
     })
     .await;
-    let result = RuntimeUseClient::new(&fake.url).query("x", options()).await.unwrap();
-    assert!(matches!(result.structured::<serde_json::Value>(), Err(Error::StructuredOutput(_))));
+    let result = RuntimeUseClient::new(&fake.url)
+        .query("x", options())
+        .await
+        .unwrap();
+    assert!(matches!(
+        result.structured::<serde_json::Value>(),
+        Err(Error::StructuredOutput(_))
+    ));
 }
 
 #[tokio::test]
@@ -106,7 +114,9 @@ async fn every_option_goes_on_the_wire() {
         .secrets_to_redact(["s3cret"])
         .artifacts_dirs(["/out"])
         .artifacts_ignore_content("*.tmp\n")
-        .on_artifact_upload_request(|_| async { ArtifactUploadResult::new("http://u", "text/plain") })
+        .on_artifact_upload_request(|_| async {
+            ArtifactUploadResult::new("http://u", "text/plain")
+        })
         .pre_agent_invocation_commands([Command::new("echo pre")])
         .post_agent_invocation_commands([Command {
             command: "echo post".into(),
@@ -119,7 +129,10 @@ async fn every_option_goes_on_the_wire() {
         }])
         .output_format_json_schema_str(r#"{"type":"object"}"#);
 
-    RuntimeUseClient::new(&fake.url).query("p", options).await.unwrap();
+    RuntimeUseClient::new(&fake.url)
+        .query("p", options)
+        .await
+        .unwrap();
 
     let sent = &fake.received()[0];
     assert_eq!(sent["source_id"], "src-1");
@@ -127,11 +140,17 @@ async fn every_option_goes_on_the_wire() {
     assert_eq!(sent["secrets_to_redact"], json!(["s3cret"]));
     assert_eq!(sent["artifacts_dirs"], json!(["/out"]));
     assert_eq!(sent["artifacts_ignore_content"], "*.tmp\n");
-    assert_eq!(sent["pre_agent_invocation_commands"][0]["command"], "echo pre");
+    assert_eq!(
+        sent["pre_agent_invocation_commands"][0]["command"],
+        "echo pre"
+    );
     assert_eq!(sent["post_agent_invocation_commands"][0]["cwd"], "/tmp");
     assert_eq!(sent["post_agent_invocation_commands"][0]["env"]["A"], "1");
     assert_eq!(sent["pre_agent_downloadables"][0]["working_dir"], "/work");
-    assert_eq!(sent["output_format_json_schema_str"], r#"{"type":"object"}"#);
+    assert_eq!(
+        sent["output_format_json_schema_str"],
+        r#"{"type":"object"}"#
+    );
 }
 
 #[tokio::test]
@@ -151,22 +170,40 @@ async fn callbacks_see_assistant_messages_and_command_output_in_order() {
     let options = options()
         .on_assistant_message(move |msg| {
             let seen = Arc::clone(&on_assistant);
-            async move { seen.lock().unwrap().push(format!("assistant:{}", msg.text_blocks[0])) }
+            async move {
+                seen.lock()
+                    .unwrap()
+                    .push(format!("assistant:{}", msg.text_blocks[0]))
+            }
         })
         .on_command_output(move |chunk| {
             let seen = Arc::clone(&on_output);
             async move {
-                let stream = if chunk.stream == OutputStream::Stdout { "out" } else { "err" };
-                seen.lock().unwrap().push(format!("{stream}:{}:{}", chunk.command, chunk.text));
+                let stream = if chunk.stream == OutputStream::Stdout {
+                    "out"
+                } else {
+                    "err"
+                };
+                seen.lock()
+                    .unwrap()
+                    .push(format!("{stream}:{}:{}", chunk.command, chunk.text));
             }
         });
 
-    let result = RuntimeUseClient::new(&fake.url).query("p", options).await.unwrap();
+    let result = RuntimeUseClient::new(&fake.url)
+        .query("p", options)
+        .await
+        .unwrap();
 
     assert_eq!(result.text(), Some("done"));
     assert_eq!(
         *seen.lock().unwrap(),
-        ["out:echo pre:pre\n", "assistant:one", "err:echo post:warn\n", "assistant:two"]
+        [
+            "out:echo pre:pre\n",
+            "assistant:one",
+            "err:echo post:warn\n",
+            "assistant:two"
+        ]
     );
 }
 
@@ -174,18 +211,24 @@ async fn callbacks_see_assistant_messages_and_command_output_in_order() {
 async fn artifact_request_is_answered_with_the_callback_url() {
     let fake = FakeRuntime::start(|mut conn| async move {
         conn.expect("invocation_message").await;
-        conn.send(artifact_request("report.txt", "/out/report.txt")).await;
+        conn.send(artifact_request("report.txt", "/out/report.txt"))
+            .await;
         let response = conn.expect("artifact_upload_response_message").await;
         assert_eq!(response["filename"], "report.txt");
         conn.send(text_result("uploaded")).await;
         conn.drain().await;
     })
     .await;
-    let options = options().artifacts_dirs(["/out"]).on_artifact_upload_request(|request| async move {
-        ArtifactUploadResult::new(format!("http://blob/{}", request.filename), "text/plain")
-    });
+    let options = options()
+        .artifacts_dirs(["/out"])
+        .on_artifact_upload_request(|request| async move {
+            ArtifactUploadResult::new(format!("http://blob/{}", request.filename), "text/plain")
+        });
 
-    let result = RuntimeUseClient::new(&fake.url).query("p", options).await.unwrap();
+    let result = RuntimeUseClient::new(&fake.url)
+        .query("p", options)
+        .await
+        .unwrap();
 
     assert_eq!(result.text(), Some("uploaded"));
     let response = &fake.received()[1];
@@ -215,9 +258,14 @@ async fn error_terminal_becomes_runtime_error_with_metadata() {
     })
     .await;
 
-    let error = RuntimeUseClient::new(&fake.url).query("p", options()).await.unwrap_err();
+    let error = RuntimeUseClient::new(&fake.url)
+        .query("p", options())
+        .await
+        .unwrap_err();
 
-    let Error::Runtime { error, metadata } = &error else { panic!("{error:?}") };
+    let Error::Runtime { error, metadata } = &error else {
+        panic!("{error:?}")
+    };
     assert_eq!(error, "agent exploded");
     assert_eq!(metadata["error_name"], "Boom");
     assert_eq!(metadata["usage"]["tokens"], 7);
@@ -245,7 +293,10 @@ async fn execute_commands_returns_each_command_result() {
     });
 
     let result = RuntimeUseClient::new(&fake.url)
-        .execute_commands(vec![Command::new("echo hi"), Command::new("false")], &options)
+        .execute_commands(
+            vec![Command::new("echo hi"), Command::new("false")],
+            &options,
+        )
         .await
         .unwrap();
 
@@ -260,25 +311,36 @@ async fn execute_commands_returns_each_command_result() {
 async fn unknown_message_type_is_ignored() {
     let fake = FakeRuntime::start(|mut conn| async move {
         conn.expect("invocation_message").await;
-        conn.send(json!({"message_type": "telemetry_message", "anything": 1})).await;
+        conn.send(json!({"message_type": "telemetry_message", "anything": 1}))
+            .await;
         conn.send(text_result("still fine")).await;
         conn.drain().await;
     })
     .await;
-    let result = RuntimeUseClient::new(&fake.url).query("p", options()).await.unwrap();
+    let result = RuntimeUseClient::new(&fake.url)
+        .query("p", options())
+        .await
+        .unwrap();
     assert_eq!(result.text(), Some("still fine"));
 }
 
 #[tokio::test]
 async fn malformed_frames_are_protocol_errors() {
-    for frame in ["this is not json", r#"{"message_type": "result_message"}"#, "[1, 2]"] {
+    for frame in [
+        "this is not json",
+        r#"{"message_type": "result_message"}"#,
+        "[1, 2]",
+    ] {
         let fake = FakeRuntime::start(move |mut conn| async move {
             conn.expect("invocation_message").await;
             conn.send_raw(frame).await;
             conn.drain().await;
         })
         .await;
-        let error = RuntimeUseClient::new(&fake.url).query("p", options()).await.unwrap_err();
+        let error = RuntimeUseClient::new(&fake.url)
+            .query("p", options())
+            .await
+            .unwrap_err();
         assert!(matches!(error, Error::Protocol(_)), "{frame}: {error:?}");
     }
 }
@@ -293,9 +355,14 @@ async fn failing_callback_is_a_callback_error() {
     .await;
     let options = options().on_assistant_message(|_| async { Err::<(), _>("storage is down") });
 
-    let error = RuntimeUseClient::new(&fake.url).query("p", options).await.unwrap_err();
+    let error = RuntimeUseClient::new(&fake.url)
+        .query("p", options)
+        .await
+        .unwrap_err();
 
-    let Error::Callback(message) = error else { panic!("{error:?}") };
+    let Error::Callback(message) = error else {
+        panic!("{error:?}")
+    };
     assert!(message.contains("on_assistant_message") && message.contains("storage is down"));
 }
 
@@ -308,9 +375,15 @@ async fn artifacts_dirs_and_upload_callback_must_come_together() {
 
     let without_dirs = ExecuteCommandsOptions::new()
         .on_artifact_upload_request(|_| async { ArtifactUploadResult::new("u", "t") });
-    let error = client.execute_commands(vec![], without_dirs).await.unwrap_err();
+    let error = client
+        .execute_commands(vec![], without_dirs)
+        .await
+        .unwrap_err();
     assert!(matches!(error, Error::InvalidOptions(_)));
 
     let bad_schema = options().output_format_json_schema_str("{not json");
-    assert!(matches!(client.query("p", bad_schema).await, Err(Error::InvalidOptions(_))));
+    assert!(matches!(
+        client.query("p", bad_schema).await,
+        Err(Error::InvalidOptions(_))
+    ));
 }

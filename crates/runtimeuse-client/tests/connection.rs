@@ -45,9 +45,14 @@ async fn connect_failure_carries_the_url() {
     let url = format!("ws://{}", listener.local_addr().unwrap());
     drop(listener);
 
-    let error = RuntimeUseClient::new(&url).query("p", options()).await.unwrap_err();
+    let error = RuntimeUseClient::new(&url)
+        .query("p", options())
+        .await
+        .unwrap_err();
 
-    let Error::Connect { url: failed, .. } = &error else { panic!("{error:?}") };
+    let Error::Connect { url: failed, .. } = &error else {
+        panic!("{error:?}")
+    };
     assert_eq!(*failed, url);
     assert!(error.to_string().contains(&url));
 }
@@ -84,11 +89,15 @@ fn builder_rejects_bad_urls_and_headers() {
         Err(Error::InvalidOptions(_))
     ));
     assert!(matches!(
-        RuntimeUseClient::builder("ws://h").header("bad header", "v").build(),
+        RuntimeUseClient::builder("ws://h")
+            .header("bad header", "v")
+            .build(),
         Err(Error::InvalidOptions(_))
     ));
     assert!(matches!(
-        RuntimeUseClient::builder("ws://h").header("x", "line\nbreak").build(),
+        RuntimeUseClient::builder("ws://h")
+            .header("x", "line\nbreak")
+            .build(),
         Err(Error::InvalidOptions(_))
     ));
 }

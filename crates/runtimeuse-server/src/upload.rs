@@ -87,7 +87,10 @@ pub async fn upload_file(
             Err(Failure::Retryable(e)) => e,
         };
         if attempt >= attempts {
-            tracing::warn!(url = %shown, attempt, error = %error, "upload failed, no retries left");
+            tracing::warn!(
+                url = %shown, attempt, error = %error,
+                "upload failed, no retries left"
+            );
             return Err(error);
         }
         tracing::info!(
@@ -133,6 +136,12 @@ async fn put_once(
         .send()
         .await
         .map_err(|e| {
+            if e.is_builder() {
+                return Failure::Fatal(UploadError::Connection(format!(
+                    "invalid upload URL: {}",
+                    causes(&e)
+                )));
+            }
             let what = if e.is_connect() {
                 "could not connect to"
             } else {

@@ -697,6 +697,30 @@ async fn upload_connection_refused_fails_after_all_attempts() {
 }
 
 #[tokio::test]
+async fn upload_to_an_invalid_url_fails_without_retrying() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("a.txt");
+    std::fs::write(&file, b"payload").unwrap();
+    let started = Instant::now();
+
+    let err = upload_file(
+        &reqwest::Client::new(),
+        &file,
+        "not a url",
+        "text/plain",
+        &RetryPolicy {
+            attempts: 3,
+            initial_backoff: Duration::from_secs(5),
+        },
+    )
+    .await
+    .unwrap_err();
+
+    assert!(err.to_string().contains("invalid upload URL"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(5), "retried");
+}
+
+#[tokio::test]
 async fn upload_of_a_missing_file_fails_without_retrying() {
     let server = BlobServer::start().await;
     let tmp = tempfile::tempdir().unwrap();

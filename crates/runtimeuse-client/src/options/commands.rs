@@ -109,17 +109,32 @@ impl fmt::Debug for ExecuteCommandsOptions {
             .field("secrets_to_redact", &self.secrets_to_redact.len())
             .field("artifacts_dirs", &self.artifacts_dirs)
             .field("artifacts_ignore_content", &self.artifacts_ignore_content)
-            .field("pre_execution_downloadables", &self.pre_execution_downloadables)
-            .field("on_assistant_message", &callback_set(self.on_assistant_message.as_ref()))
-            .field("on_command_output", &callback_set(self.on_command_output.as_ref()))
+            .field(
+                "pre_execution_downloadables",
+                &self.pre_execution_downloadables,
+            )
+            .field(
+                "on_assistant_message",
+                &callback_set(self.on_assistant_message.as_ref()),
+            )
+            .field(
+                "on_command_output",
+                &callback_set(self.on_command_output.as_ref()),
+            )
             .field(
                 "on_artifact_upload_request",
                 &callback_set(self.on_artifact_upload_request.as_ref()),
             )
             .field("timeout", &self.timeout)
             .field("idle_timeout", &self.idle_timeout)
-            .field("assistant_callback_timeout", &self.assistant_callback_timeout)
-            .field("artifact_upload_callback_timeout", &self.artifact_upload_callback_timeout)
+            .field(
+                "assistant_callback_timeout",
+                &self.assistant_callback_timeout,
+            )
+            .field(
+                "artifact_upload_callback_timeout",
+                &self.artifact_upload_callback_timeout,
+            )
             .finish()
     }
 }

@@ -70,7 +70,10 @@ macro_rules! common_setters {
         /// Adds directories the runtime watches for artifacts (for the rest of the session).
         /// Requires an upload callback, see [`Self::on_artifact_upload_request`].
         #[must_use]
-        pub fn artifacts_dirs<S: Into<String>>(mut self, dirs: impl IntoIterator<Item = S>) -> Self {
+        pub fn artifacts_dirs<S: Into<String>>(
+            mut self,
+            dirs: impl IntoIterator<Item = S>,
+        ) -> Self {
             self.artifacts_dirs.extend(dirs.into_iter().map(Into::into));
             self
         }
@@ -173,5 +176,9 @@ use common_setters;
 
 /// `Debug` for an optional callback: whether it is set.
 fn callback_set<T: ?Sized>(cb: Option<&std::sync::Arc<T>>) -> &'static str {
-    if cb.is_some() { "Some(<callback>)" } else { "None" }
+    if cb.is_some() {
+        "Some(<callback>)"
+    } else {
+        "None"
+    }
 }

@@ -119,7 +119,10 @@ impl QueryOptions {
 
     /// Adds commands run before the agent.
     #[must_use]
-    pub fn pre_agent_invocation_commands(mut self, commands: impl IntoIterator<Item = Command>) -> Self {
+    pub fn pre_agent_invocation_commands(
+        mut self,
+        commands: impl IntoIterator<Item = Command>,
+    ) -> Self {
         self.pre_agent_invocation_commands.extend(commands);
         self
     }
@@ -211,25 +214,46 @@ impl fmt::Debug for QueryOptions {
         f.debug_struct("QueryOptions")
             .field("system_prompt", &self.system_prompt)
             .field("model", &self.model)
-            .field("output_format_json_schema_str", &self.output_format_json_schema_str)
+            .field(
+                "output_format_json_schema_str",
+                &self.output_format_json_schema_str,
+            )
             .field("source_id", &self.source_id)
             .field("agent_env_keys", &self.agent_env.keys().collect::<Vec<_>>())
             .field("secrets_to_redact", &self.secrets_to_redact.len())
             .field("artifacts_dirs", &self.artifacts_dirs)
             .field("artifacts_ignore_content", &self.artifacts_ignore_content)
-            .field("pre_agent_invocation_commands", &self.pre_agent_invocation_commands)
-            .field("post_agent_invocation_commands", &self.post_agent_invocation_commands)
+            .field(
+                "pre_agent_invocation_commands",
+                &self.pre_agent_invocation_commands,
+            )
+            .field(
+                "post_agent_invocation_commands",
+                &self.post_agent_invocation_commands,
+            )
             .field("pre_agent_downloadables", &self.pre_agent_downloadables)
-            .field("on_assistant_message", &callback_set(self.on_assistant_message.as_ref()))
-            .field("on_command_output", &callback_set(self.on_command_output.as_ref()))
+            .field(
+                "on_assistant_message",
+                &callback_set(self.on_assistant_message.as_ref()),
+            )
+            .field(
+                "on_command_output",
+                &callback_set(self.on_command_output.as_ref()),
+            )
             .field(
                 "on_artifact_upload_request",
                 &callback_set(self.on_artifact_upload_request.as_ref()),
             )
             .field("timeout", &self.timeout)
             .field("idle_timeout", &self.idle_timeout)
-            .field("assistant_callback_timeout", &self.assistant_callback_timeout)
-            .field("artifact_upload_callback_timeout", &self.artifact_upload_callback_timeout)
+            .field(
+                "assistant_callback_timeout",
+                &self.assistant_callback_timeout,
+            )
+            .field(
+                "artifact_upload_callback_timeout",
+                &self.artifact_upload_callback_timeout,
+            )
             .finish()
     }
 }

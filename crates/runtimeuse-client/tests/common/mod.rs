@@ -1,7 +1,9 @@
 //! A scripted fake runtime: a real WebSocket server on 127.0.0.1:0 whose behaviour for
 //! each connection is a test-supplied async script.
 
-#![allow(dead_code)]
+// `dead_code`: not every test file uses every helper; `result_large_err`: the shape of
+// tungstenite's handshake callback is not ours to choose.
+#![allow(dead_code, clippy::result_large_err)]
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -49,7 +51,11 @@ impl FakeRuntime {
                 tokio::spawn(async move {
                     let headers_log = Arc::clone(&log);
                     let capture = move |request: &Request, response: Response| {
-                        headers_log.headers.lock().unwrap().push(request.headers().clone());
+                        headers_log
+                            .headers
+                            .lock()
+                            .unwrap()
+                            .push(request.headers().clone());
                         Ok(response)
                     };
                     let Ok(ws) = tokio_tungstenite::accept_hdr_async(stream, capture).await else {

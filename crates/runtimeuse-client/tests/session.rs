@@ -1,0 +1,170 @@
+//! Sessions: sequential calls on one connection, abort, recovery, close.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{FakeRuntime, artifact_request, commands_result, error, options, text_result};
+use runtimeuse_client::{
+    ArtifactUploadResult, Command, Error, ExecuteCommandsOptions, RuntimeUseClient, TimeoutKind,
+};
+use serde_json::json;
+
+#[tokio::test]
+async fn two_calls_share_a_connection_and_close_answers_late_artifact_requests() {
+    let fake = FakeRuntime::start(|mut conn| async move {
+        conn.expect("invocation_message").await;
+        conn.send(text_result("first")).await;
+        conn.expect("command_execution_message").await;
+        conn.send(commands_result(
+            json!([{"command": "true", "exit_code": 0}]),
+        ))
+        .await;
+        conn.expect("end_session_message").await;
+        // A file written at the very end: the runtime asks after end_session.
+        conn.send(artifact_request("late.txt", "/out/late.txt"))
+            .await;
+        conn.expect("artifact_upload_response_message").await;
+        conn.send(json!({"message_type": "end_session_confirm_message"}))
+            .await;
+        conn.drain().await;
+    })
+    .await;
+    let client = RuntimeUseClient::new(&fake.url);
+    let session = client.session().await.unwrap();
+    let upload_to = |name: &'static str| {
+        move |request: runtimeuse_client::ArtifactUploadRequest| async move {
+            ArtifactUploadResult::new(
+                format!("http://blob/{name}/{}", request.filename),
+                "text/plain",
+            )
+        }
+    };
+
+    let first = session
+        .query(
+            "p",
+            options()
+                .artifacts_dirs(["/out"])
+                .on_artifact_upload_request(upload_to("q")),
+        )
+        .await
+        .unwrap();
+    let second = session
+        .execute_commands(
+            vec![Command::new("true")],
+            ExecuteCommandsOptions::new()
+                .artifacts_dirs(["/out"])
+                .on_artifact_upload_request(upload_to("exec")),
+        )
+        .await
+        .unwrap();
+    session.close().await.unwrap();
+
+    assert_eq!(first.text(), Some("first"));
+    assert_eq!(second.results[0].exit_code, 0);
+    assert_eq!(fake.connections(), 1);
+    let response = fake.received()[3].clone();
+    assert_eq!(
+        response["presigned_url"], "http://blob/exec/late.txt",
+        "the last callback answers"
+    );
+    assert_eq!(response["filepath"], "/out/late.txt");
+    let after_close = session.query("p", options()).await.unwrap_err();
+    assert!(
+        matches!(after_close, Error::ConnectionClosed { .. }),
+        "{after_close:?}"
+    );
+}
+
+#[tokio::test]
+async fn session_abort_cancels_only_the_call_in_flight() {
+    let fake = FakeRuntime::start(|mut conn| async move {
+        conn.expect("invocation_message").await;
+        conn.send(common::heartbeat(0)).await;
+        conn.expect("cancel_message").await;
+        conn.send(error("Request cancelled")).await;
+        conn.expect("invocation_message").await;
+        conn.send(text_result("second")).await;
+        conn.drain().await;
+    })
+    .await;
+    let session = RuntimeUseClient::new(&fake.url).session().await.unwrap();
+    let abort = session.abort_handle();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        abort.abort();
+    });
+
+    let first = session.query("SLOW", options()).await.unwrap_err();
+    let second = session.query("p", options()).await.unwrap();
+
+    assert!(first.is_cancelled(), "{first:?}");
+    assert_eq!(
+        second.text(),
+        Some("second"),
+        "the cancelled call's terminal must not leak"
+    );
+}
+
+#[tokio::test]
+async fn call_after_a_timeout_skips_the_stale_terminal() {
+    let fake = FakeRuntime::start(|mut conn| async move {
+        conn.expect("invocation_message").await;
+        // Silent past the client's timeout; the client gives up and cancels.
+        conn.expect("cancel_message").await;
+        conn.pause(100).await;
+        conn.send(error("Request cancelled")).await;
+        conn.expect("invocation_message").await;
+        conn.send(text_result("fresh")).await;
+        conn.drain().await;
+    })
+    .await;
+    let session = RuntimeUseClient::new(&fake.url).session().await.unwrap();
+
+    let first = session
+        .query("p", options().timeout(Duration::from_millis(150)))
+        .await
+        .unwrap_err();
+    let second = session.query("p", options()).await.unwrap();
+
+    assert_eq!(first.timeout_kind(), Some(TimeoutKind::Overall));
+    assert_eq!(second.text(), Some("fresh"));
+}
+
+#[tokio::test]
+async fn close_times_out_without_a_confirm() {
+    let fake = FakeRuntime::start(|mut conn| async move {
+        conn.expect("end_session_message").await;
+        conn.drain().await;
+    })
+    .await;
+    let session = RuntimeUseClient::new(&fake.url).session().await.unwrap();
+
+    let error = session
+        .close_with_timeout(Duration::from_millis(150))
+        .await
+        .unwrap_err();
+
+    assert_eq!(error.timeout_kind(), Some(TimeoutKind::EndSession));
+}
+
+#[tokio::test]
+async fn concurrent_calls_on_a_session_take_turns() {
+    let fake = FakeRuntime::start(|mut conn| async move {
+        for _ in 0..2 {
+            let invocation = conn.expect("invocation_message").await;
+            conn.pause(50).await;
+            let prompt = invocation["user_prompt"].as_str().unwrap().to_owned();
+            conn.send(text_result(&prompt)).await;
+        }
+        conn.drain().await;
+    })
+    .await;
+    let session = RuntimeUseClient::new(&fake.url).session().await.unwrap();
+
+    let (a, b) = tokio::join!(session.query("a", options()), session.query("b", options()));
+
+    assert_eq!(a.unwrap().text(), Some("a"));
+    assert_eq!(b.unwrap().text(), Some("b"));
+}
