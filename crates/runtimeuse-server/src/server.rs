@@ -232,11 +232,17 @@ async fn serve_socket(socket: WebSocket, state: AppState) {
     let (mut sink, mut stream) = socket.split();
     let close = CancellationToken::new();
 
+    // Set by the reader when the client is gone: nothing more can be written, and
+    // producers (artifact handshakes, output) must stop waiting on the socket.
+    let client_gone = CancellationToken::new();
+
     let writer_close = close.clone();
+    let writer_gone = client_gone.clone();
     let writer = tokio::spawn(async move {
         loop {
             tokio::select! {
                 biased;
+                () = writer_gone.cancelled() => break,
                 frame = outbox_rx.recv() => match frame {
                     Some(frame) => {
                         if sink.send(Message::Text(frame.into())).await.is_err() {
@@ -261,7 +267,9 @@ async fn serve_socket(socket: WebSocket, state: AppState) {
         let _ = sink.close().await;
     });
 
+    let reader_gone = client_gone.clone();
     let reader = tokio::spawn(async move {
+        let _gone = reader_gone.drop_guard();
         while let Some(message) = stream.next().await {
             let text = match message {
                 Ok(Message::Text(text)) => text.to_string(),

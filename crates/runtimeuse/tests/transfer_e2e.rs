@@ -192,3 +192,35 @@ async fn uploads_answered_before_a_disconnect_still_complete() {
     assert_eq!(uploads[0].body.as_deref(), Some(&b"retried"[..]));
     assert_eq!(files.put_attempts("bucket/flaky.txt"), 2);
 }
+
+#[tokio::test]
+async fn a_client_leaving_with_unanswered_upload_requests_ends_its_session_promptly() {
+    let runtime = start_runtime(|c| {
+        c.session.artifacts.handshake_timeout = Duration::from_secs(60);
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let artifacts = dir.path().join("a");
+    let mut message = invocation(&format!("WRITE_FILE:{}/never-answered.txt x", artifacts.display()));
+    message["artifacts_dirs"] = json!([artifacts]);
+    let mut peer = Peer::connect(&runtime.ws_url()).await;
+    peer.send(message).await;
+    let (before, _) = peer.until_terminal().await;
+    assert_eq!(of_type(&before, "artifact_upload_request_message").len(), 1);
+    peer.close().await;
+
+    let health = format!("{}/health", runtime.http_url());
+    let started = std::time::Instant::now();
+    loop {
+        let body: Value = reqwest::get(&health).await.unwrap().json().await.unwrap();
+        if body["sessions"] == 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "session still open {:?} after the client left",
+            started.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -22,6 +22,7 @@
 //! # Ok(()) }
 //! ```
 
+mod drain;
 pub mod ignore_rules;
 mod pipeline;
 mod readiness;
@@ -116,7 +117,11 @@ struct Running {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        if let Some(running) = self.running.get_mut().ok().and_then(Option::take) {
+        let running = self
+            .running
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(running) = running.take() {
             running.stop.cancel();
         }
     }
@@ -163,16 +168,26 @@ impl Artifacts {
             source,
         };
         std::fs::create_dir_all(dir).map_err(create_error)?;
-        let path = std::fs::canonicalize(dir).map_err(create_error)?;
+        let path = std::fs::canonicalize(dir).map_err(|e| ArtifactError::Watch {
+            path: dir.to_owned(),
+            reason: e.to_string(),
+        })?;
         let shared = &self.inner.shared;
-        {
+        let known_root = {
             let mut state = shared.lock();
-            if let Some(root) = state.roots.get_mut(&path) {
+            state.roots.get_mut(&path).map(|root| {
                 if let Some(content) = ignore_content {
                     root.set_request_rules(content);
                 }
-                return Ok(());
-            }
+            })
+        };
+        if known_root.is_some() {
+            // Watched before; watch again only if a drain stopped the watcher.
+            return if self.is_watching() {
+                Ok(())
+            } else {
+                self.start_watch(&path)
+            };
         }
         let root = Root::new(path.clone(), ignore_content);
         // Files present now are the baseline: a rescan must not announce them.
@@ -189,6 +204,14 @@ impl Artifacts {
         watched?;
         debug!(dir = %path.display(), "watching artifacts directory");
         Ok(())
+    }
+
+    fn is_watching(&self) -> bool {
+        self.inner
+            .running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some()
     }
 
     fn start_watch(&self, path: &Path) -> Result<(), ArtifactError> {
@@ -289,98 +312,5 @@ impl Artifacts {
     /// The directories watched so far (absolute).
     pub fn watched_dirs(&self) -> Vec<PathBuf> {
         self.inner.shared.lock().roots.paths()
-    }
-
-    /// Drains: waits for late file events, stops watching, then waits for outstanding
-    /// handshakes and for running uploads (see [`ArtifactOptions`] for how long). Returns
-    /// early from the waits for the client once it is gone. Safe to call more than once.
-    pub async fn drain(&self) {
-        let shared = &self.inner.shared;
-        let watching = self
-            .inner
-            .running
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .is_some();
-        if watching && !shared.outbox.is_closed() {
-            tokio::select! {
-                () = tokio::time::sleep(shared.options.late_event_grace) => {}
-                () = shared.outbox.closed() => {}
-            }
-        }
-        self.stop_watching().await;
-        self.wait_for_handshakes().await;
-        self.wait_for_uploads().await;
-    }
-
-    async fn stop_watching(&self) {
-        let running = self
-            .inner
-            .running
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        let Some(Running {
-            watcher,
-            stop,
-            mut task,
-        }) = running
-        else {
-            return;
-        };
-        drop(watcher);
-        stop.cancel();
-        let limit = self.inner.shared.options.handshake_timeout;
-        if tokio::time::timeout(limit, &mut task).await.is_err() {
-            warn!("artifact watcher did not settle in time; stopped");
-            task.abort();
-        }
-    }
-
-    async fn wait_for_handshakes(&self) {
-        let shared = &self.inner.shared;
-        let deadline = Instant::now() + shared.options.handshake_timeout;
-        let mut changes = shared.subscribe();
-        loop {
-            changes.borrow_and_update();
-            let pending = shared.pending_handshakes();
-            if pending == 0 {
-                return;
-            }
-            if shared.outbox.is_closed() {
-                debug!(pending, "client gone; not waiting for upload responses");
-                shared.abandon_handshakes();
-                return;
-            }
-            tokio::select! {
-                changed = changes.changed() => if changed.is_err() { return },
-                () = shared.outbox.closed() => {}
-                () = tokio::time::sleep_until(deadline) => {
-                    warn!(pending, "timed out waiting for upload responses");
-                    return;
-                }
-            }
-        }
-    }
-
-    async fn wait_for_uploads(&self) {
-        let shared = &self.inner.shared;
-        let deadline = Instant::now() + shared.options.upload_timeout;
-        let mut changes = shared.subscribe();
-        loop {
-            changes.borrow_and_update();
-            let running = shared.running_uploads();
-            if running == 0 {
-                return;
-            }
-            tokio::select! {
-                changed = changes.changed() => if changed.is_err() { return },
-                () = tokio::time::sleep_until(deadline) => {
-                    warn!(running, "timed out waiting for artifact uploads; aborting them");
-                    shared.abort_uploads();
-                    return;
-                }
-            }
-        }
     }
 }
