@@ -68,13 +68,17 @@ class ArtifactHandler:
     A file at absolute path P is uploaded to `<server>/upload<P>`.
     """
 
-    def __init__(self, server, content_type: str = "text/plain; charset=utf-8") -> None:
+    def __init__(self, server, content_type: str = "text/plain; charset=utf-8",
+                 delay: float = 0.0) -> None:
         self.server = server
         self.content_type = content_type
+        self.delay = delay  # seconds spent "presigning", like a real storage API call
         self.requests: list[ArtifactUploadRequestMessageInterface] = []
 
     async def __call__(self, req: ArtifactUploadRequestMessageInterface) -> ArtifactUploadResult:
         self.requests.append(req)
+        if self.delay:
+            await asyncio.sleep(self.delay)
         return ArtifactUploadResult(presigned_url=self.server.url + upload_path(req.filepath),
                                     content_type=self.content_type)
 

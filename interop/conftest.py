@@ -75,7 +75,8 @@ class Runtime:
                 lines.put(line)
             lines.put(None)
 
-        threading.Thread(target=pump, daemon=True).start()
+        self._pump = threading.Thread(target=pump, daemon=True)
+        self._pump.start()
         self.port = self._wait_ready(lines)
         self.url = f"ws://127.0.0.1:{self.port}"
         self.http_url = f"http://127.0.0.1:{self.port}"
@@ -130,6 +131,11 @@ class Runtime:
                 self.proc.wait()
         self._stderr.close()
         return self.proc.returncode
+
+    def stdout_after_exit(self) -> list[str]:
+        """Every stdout line, once the process has exited and the pipe is drained."""
+        self._pump.join(timeout=5)
+        return list(self.stdout_lines)
 
     def kill(self) -> None:
         if self.proc.poll() is None:

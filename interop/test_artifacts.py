@@ -30,6 +30,61 @@ async def test_write_file_artifact_is_put_with_body_and_content_type(runtime, ht
     assert put.content_type == CONTENT_TYPE
 
 
+async def test_write_file_returns_only_after_its_artifact_is_uploaded(
+    runtime, http_server, tmp_path
+):
+    # The reference echo handler sleeps 3 s after writing, so clients (and the reference
+    # e2e suite) see the upload done when the query returns. Returning earlier is also
+    # unsafe with runtimeuse-client 0.15.1: it stops its sender as soon as the terminal
+    # arrives, so an upload response it queued just before can be dropped.
+    adir = tmp_path / "artifacts"
+    handler = ArtifactHandler(http_server, CONTENT_TYPE)
+    client = RuntimeUseClient(ws_url=runtime.url)
+    await client.query(
+        prompt=f"WRITE_FILE:{adir}/done.txt finished",
+        options=query_options(artifacts_dirs=[str(adir)], on_artifact_upload_request=handler),
+    )
+    assert [(p.path, p.body) for p in http_server.puts] == [
+        (upload_path(real(adir / "done.txt")), b"finished")
+    ]
+
+
+async def test_write_file_returns_only_after_its_artifact_is_uploaded(
+    runtime, http_server, tmp_path
+):
+    # The reference echo handler sleeps 3 s after writing, so clients (and the reference
+    # e2e suite) see the upload done when the query returns. Returning earlier is also
+    # unsafe with runtimeuse-client 0.15.1: it stops its sender as soon as the terminal
+    # arrives, so an upload response it queued just before can be dropped.
+    adir = tmp_path / "artifacts"
+    handler = ArtifactHandler(http_server, CONTENT_TYPE)
+    client = RuntimeUseClient(ws_url=runtime.url)
+    await client.query(
+        prompt=f"WRITE_FILE:{adir}/done.txt finished",
+        options=query_options(artifacts_dirs=[str(adir)], on_artifact_upload_request=handler),
+    )
+    assert [(p.path, p.body) for p in http_server.puts] == [
+        (upload_path(real(adir / "done.txt")), b"finished")
+    ]
+
+
+async def test_artifact_is_uploaded_when_presign_callback_is_slow(runtime, http_server, tmp_path):
+    # Presigning usually means a network call. While the callback runs, the runtime must
+    # not end the request: 0.15.1 drops the response it queues after the terminal arrived.
+    adir = tmp_path / "artifacts"
+    handler = ArtifactHandler(http_server, CONTENT_TYPE, delay=0.3)
+    client = RuntimeUseClient(ws_url=runtime.url)
+    result = await client.query(
+        prompt=f"WRITE_FILE:{adir}/slow.txt presigned slowly",
+        options=query_options(artifacts_dirs=[str(adir)], on_artifact_upload_request=handler),
+    )
+    assert result.data.text == f"wrote {adir}/slow.txt"
+    assert len(handler.requests) == 1
+    put = await asyncio.to_thread(http_server.wait_for_put,
+                                  upload_path(real(adir / "slow.txt")), 5.0)
+    assert put.body == b"presigned slowly"
+
+
 async def test_artifact_put_sends_content_length(runtime, http_server, tmp_path):
     # Presigned S3 PUT URLs reject chunked bodies; the size must be announced up front.
     adir = tmp_path / "artifacts"

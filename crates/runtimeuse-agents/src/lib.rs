@@ -5,7 +5,9 @@
 //!   yet, failing each invocation with a clear message instead of crashing.
 
 pub mod echo;
+pub mod openai;
 pub mod unavailable;
 
 pub use echo::EchoAgent;
+pub use openai::{OpenAiAgent, OpenAiConfig};
 pub use unavailable::UnavailableAgent;

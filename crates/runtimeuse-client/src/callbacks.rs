@@ -49,6 +49,9 @@ impl ArtifactUploadResult {
 /// [`CallbackError`].
 pub trait IntoCallbackResult<T> {
     /// Normalises the closure's output.
+    ///
+    /// # Errors
+    /// The closure's own error, boxed.
     fn into_callback_result(self) -> CallbackResult<T>;
 }
 

@@ -56,7 +56,7 @@ impl Connection {
                     format!("no WebSocket handshake within {:?}", config.connect_timeout).into(),
                 )
             })?
-            .map_err(|e| connect_error(e.into()))?;
+            .map_err(|e| connect_error(describe_handshake_error(e)))?;
         let (outbox_tx, outbox_rx) = mpsc::unbounded_channel();
         Ok(Self {
             ws,
@@ -146,6 +146,35 @@ impl Connection {
             self.closed = true;
             let _ = self.ws.close(None).await;
         }
+    }
+}
+
+/// An HTTP refusal (e.g. 401 for a missing token) reads better with its status and body
+/// than as tungstenite's response dump.
+fn describe_handshake_error(error: tungstenite::Error) -> Box<dyn std::error::Error + Send + Sync> {
+    match error {
+        tungstenite::Error::Http(response) => {
+            let body = response
+                .body()
+                .as_deref()
+                .map(|body| {
+                    String::from_utf8_lossy(body)
+                        .trim()
+                        .chars()
+                        .take(200)
+                        .collect::<String>()
+                })
+                .filter(|body| !body.is_empty());
+            match body {
+                Some(body) => format!(
+                    "the server refused the upgrade: HTTP {} ({body})",
+                    response.status()
+                ),
+                None => format!("the server refused the upgrade: HTTP {}", response.status()),
+            }
+            .into()
+        }
+        other => other.into(),
     }
 }
 

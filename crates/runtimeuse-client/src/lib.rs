@@ -71,6 +71,8 @@
 //!
 //! The crate logs through `tracing`, one `runtimeuse_request` span per call.
 
+#![warn(missing_docs)]
+
 mod abort;
 mod callbacks;
 mod client;

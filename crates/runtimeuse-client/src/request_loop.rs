@@ -43,7 +43,11 @@ impl CancelSignal {
     }
 
     pub fn is_cancelled(&self) -> bool {
-        self.abort.is_cancelled() || self.dropped.as_ref().is_some_and(|d| d.is_cancelled())
+        self.abort.is_cancelled()
+            || self
+                .dropped
+                .as_ref()
+                .is_some_and(CancellationToken::is_cancelled)
     }
 
     pub async fn cancelled(&self) {

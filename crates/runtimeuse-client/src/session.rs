@@ -66,8 +66,8 @@ impl std::fmt::Debug for Session {
 
 struct SessionState {
     conn: Connection,
-    /// A call ended before its terminal; its terminal must be skipped first.
-    needs_drain: bool,
+    /// Whether a call ended before its terminal, which must be skipped before anything else.
+    stale: Stale,
     /// Answers late artifact requests at close, like the Python client.
     last_artifact_callback: Option<OnArtifactUploadRequest>,
     closed: bool,
@@ -78,7 +78,7 @@ impl Session {
         Self {
             state: Arc::new(Mutex::new(SessionState {
                 conn,
-                needs_drain: false,
+                stale: Stale::No,
                 last_artifact_callback: None,
                 closed: false,
             })),
@@ -88,6 +88,9 @@ impl Session {
 
     /// Runs one agent invocation on this session; see
     /// [`RuntimeUseClient::query`](crate::RuntimeUseClient::query).
+    ///
+    /// # Errors
+    /// As for the client's call; [`Error::ConnectionClosed`] once the session is closed.
     pub async fn query(
         &self,
         prompt: impl AsRef<str>,
@@ -100,6 +103,9 @@ impl Session {
 
     /// Runs commands on this session; see
     /// [`RuntimeUseClient::execute_commands`](crate::RuntimeUseClient::execute_commands).
+    ///
+    /// # Errors
+    /// As for the client's call; [`Error::ConnectionClosed`] once the session is closed.
     pub async fn execute_commands(
         &self,
         commands: Vec<Command>,
@@ -157,12 +163,19 @@ impl Session {
     }
 
     /// [`Session::close`] with another limit.
+    ///
+    /// # Errors
+    /// As for [`Session::close`].
     pub async fn close_with_timeout(&self, timeout: Duration) -> Result<(), Error> {
         let mut state = self.state.lock().await;
         if state.closed {
             return Ok(());
         }
         state.closed = true;
+        if state.stale == Stale::Abandoned {
+            // Its terminal is skipped by the close loop.
+            let _ = state.conn.send(&ClientMessage::CancelMessage).await;
+        }
         let callback = state.last_artifact_callback.clone();
         let result = end_session(&mut state.conn, callback, timeout).await;
         state.conn.close().await;
@@ -213,6 +226,17 @@ impl Session {
     }
 }
 
+/// A request that ended, for the caller, before the runtime's terminal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stale {
+    /// None: the connection is between requests.
+    No,
+    /// The call's future was dropped mid-request; no `cancel_message` went out.
+    Abandoned,
+    /// The call gave up (timeout, callback error…) and sent `cancel_message`.
+    Cancelled,
+}
+
 impl SessionState {
     async fn run<T: Outcome>(
         &mut self,
@@ -229,28 +253,36 @@ impl SessionState {
         if let Some(callback) = &spec.callbacks.artifact {
             self.last_artifact_callback = Some(callback.clone());
         }
-        if self.needs_drain {
-            if let Err(e) = drain_stale_request(&mut self.conn).await {
+        if self.stale != Stale::No {
+            if let Err(e) = drain_stale_request(&mut self.conn, self.stale).await {
                 self.conn.close().await;
                 return Err(e);
             }
-            self.needs_drain = false;
+            self.stale = Stale::No;
         }
         self.conn.flush_outbox().await?;
+        // Stays so if this future is dropped mid-request.
+        self.stale = Stale::Abandoned;
         let finished = Exchange::new(&mut self.conn, sink, spec.limits, cancel, started)
             .run(&spec.message)
             .await;
+        self.stale = Stale::No;
         if !finished.in_sync && !self.conn.is_closed() {
-            // The runtime still works on this request: stop it, and skip its terminal
-            // before the next request.
-            self.needs_drain = self.conn.send(&ClientMessage::CancelMessage).await.is_ok();
+            // Stop the runtime's work now rather than at the next call.
+            if self.conn.send(&ClientMessage::CancelMessage).await.is_ok() {
+                self.stale = Stale::Cancelled;
+            }
         }
         finished.result
     }
 }
 
-/// Reads until the terminal of a request that was given up on.
-async fn drain_stale_request(conn: &mut Connection) -> Result<(), Error> {
+/// Reads until the terminal of a request that was given up on (cancelling it first if that
+/// was not done yet).
+async fn drain_stale_request(conn: &mut Connection, stale: Stale) -> Result<(), Error> {
+    if stale == Stale::Abandoned {
+        conn.send(&ClientMessage::CancelMessage).await?;
+    }
     let drain = async {
         loop {
             conn.flush_outbox().await?;

@@ -70,7 +70,8 @@ async fn abort_during_a_slow_callback_sends_cancel_at_once() {
             let started = Instant::now();
             conn.send(assistant("slow")).await;
             conn.expect("cancel_message").await;
-            record.store(started.elapsed().as_millis() as u64, Ordering::SeqCst);
+            let waited = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+            record.store(waited, Ordering::SeqCst);
             conn.send(error("Request cancelled")).await;
             conn.drain().await;
         }
@@ -78,7 +79,7 @@ async fn abort_during_a_slow_callback_sends_cancel_at_once() {
     .await;
     let client = RuntimeUseClient::new(&fake.url);
     let options = options().on_assistant_message(|_| async {
-        tokio::time::sleep(Duration::from_millis(400)).await;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
     });
     let abort = client.abort_handle();
     tokio::spawn(async move {
@@ -91,7 +92,7 @@ async fn abort_during_a_slow_callback_sends_cancel_at_once() {
     assert!(error.is_cancelled(), "{error:?}");
     let waited = cancel_after_ms.load(Ordering::SeqCst);
     assert!(
-        waited < 350,
+        waited < 1000,
         "cancel_message waited for the callback ({waited} ms)"
     );
 }
@@ -183,7 +184,7 @@ async fn heartbeats_keep_the_idle_timeout_from_expiring() {
         conn.drain().await;
     })
     .await;
-    let options = options().idle_timeout(Duration::from_millis(300));
+    let options = options().idle_timeout(Duration::from_millis(600));
 
     let result = RuntimeUseClient::new(&fake.url)
         .query("p", options)

@@ -130,6 +130,10 @@ async fn call_after_a_timeout_skips_the_stale_terminal() {
 
     assert_eq!(first.timeout_kind(), Some(TimeoutKind::Overall));
     assert_eq!(second.text(), Some("fresh"));
+    assert_eq!(
+        fake.received_types(),
+        ["invocation_message", "cancel_message", "invocation_message"]
+    );
 }
 
 #[tokio::test]
@@ -167,4 +171,29 @@ async fn concurrent_calls_on_a_session_take_turns() {
 
     assert_eq!(a.unwrap().text(), Some("a"));
     assert_eq!(b.unwrap().text(), Some("b"));
+}
+
+#[tokio::test]
+async fn call_whose_future_was_dropped_is_cancelled_before_the_next_one() {
+    let fake = FakeRuntime::start(|mut conn| async move {
+        conn.expect("invocation_message").await;
+        conn.expect("cancel_message").await;
+        conn.send(error("Request cancelled")).await;
+        conn.expect("invocation_message").await;
+        conn.send(text_result("after the drop")).await;
+        conn.drain().await;
+    })
+    .await;
+    let session = RuntimeUseClient::new(&fake.url).session().await.unwrap();
+
+    let dropped =
+        tokio::time::timeout(Duration::from_millis(100), session.query("p", options())).await;
+    let next = session.query("p", options()).await.unwrap();
+
+    assert!(dropped.is_err());
+    assert_eq!(next.text(), Some("after the drop"));
+    assert_eq!(
+        fake.received_types(),
+        ["invocation_message", "cancel_message", "invocation_message"]
+    );
 }

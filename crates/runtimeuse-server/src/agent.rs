@@ -114,6 +114,16 @@ impl AgentContext {
         run_command(command, &self.commands, &self.outbox, &self.cancel).await
     }
 
+    /// Like [`run_command`](Self::run_command) with other options (a per-call timeout, say),
+    /// still streamed to the client and killed when the request is cancelled.
+    pub async fn run_command_with(
+        &self,
+        command: &Command,
+        options: &CommandOptions,
+    ) -> Result<CommandOutcome, CommandError> {
+        run_command(command, options, &self.outbox, &self.cancel).await
+    }
+
     /// The command options (limits, default directory) in force for this request.
     pub fn command_options(&self) -> &CommandOptions {
         &self.commands

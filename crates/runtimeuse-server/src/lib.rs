@@ -28,6 +28,7 @@ mod request;
 pub mod schema;
 pub mod server;
 pub mod session;
+mod socket;
 pub mod unzip;
 pub mod upload;
 

@@ -7,20 +7,18 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
+use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
-use crate::outbox::Outbox;
-use crate::session::{Session, SessionConfig};
+use crate::session::SessionConfig;
+use crate::socket::{DEFAULT_PING_INTERVAL, SocketBridge};
 
 /// How the runtime listens.
 #[derive(Debug)]
@@ -33,6 +31,9 @@ pub struct ServerConfig {
     pub session: SessionConfig,
     /// Upper bound on how long shutdown waits for sessions to drain.
     pub shutdown_timeout: Duration,
+    /// WebSocket ping interval; a client silent for three intervals is taken as gone
+    /// (its request is cancelled). `None` disables pings.
+    pub ping_interval: Option<Duration>,
 }
 
 impl ServerConfig {
@@ -43,6 +44,7 @@ impl ServerConfig {
             token: None,
             session,
             shutdown_timeout: Duration::from_secs(120),
+            ping_interval: Some(DEFAULT_PING_INTERVAL),
         }
     }
 }
@@ -66,6 +68,7 @@ pub enum ServerError {
 #[derive(Clone)]
 struct AppState {
     session: Arc<SessionConfig>,
+    ping_interval: Option<Duration>,
     token: Option<Arc<str>>,
     open_sessions: Arc<AtomicUsize>,
     tracker: TaskTracker,
@@ -79,6 +82,7 @@ pub struct Server {
     session: Arc<SessionConfig>,
     token: Option<Arc<str>>,
     shutdown_timeout: Duration,
+    ping_interval: Option<Duration>,
 }
 
 /// A runtime serving in a background task (used by tests and embedders).
@@ -128,6 +132,7 @@ impl Server {
             session: Arc::new(config.session),
             token: config.token.filter(|t| !t.is_empty()).map(Arc::from),
             shutdown_timeout: config.shutdown_timeout,
+            ping_interval: config.ping_interval,
         })
     }
 
@@ -149,6 +154,7 @@ impl Server {
     pub async fn run_until(self, shutdown: CancellationToken) -> Result<(), ServerError> {
         let state = AppState {
             session: self.session,
+            ping_interval: self.ping_interval,
             token: self.token,
             open_sessions: Arc::new(AtomicUsize::new(0)),
             tracker: TaskTracker::new(),
@@ -220,75 +226,15 @@ async fn upgrade(
         return (StatusCode::SERVICE_UNAVAILABLE, "runtime is shutting down\n").into_response();
     }
     let tracker = state.tracker.clone();
-    ws.on_upgrade(move |socket| tracker.track_future(serve_socket(socket, state)))
-}
-
-/// Bridges one WebSocket to one [`Session`]: a reader feeding the session's inbound
-/// channel and a writer draining its outbox.
-async fn serve_socket(socket: WebSocket, state: AppState) {
-    state.open_sessions.fetch_add(1, Ordering::Relaxed);
-    let (outbox, mut outbox_rx) = Outbox::channel(state.session.outbox_capacity);
-    let (inbound_tx, inbound_rx) = mpsc::channel::<String>(16);
-    let (mut sink, mut stream) = socket.split();
-    let close = CancellationToken::new();
-
-    // Set by the reader when the client is gone: nothing more can be written, and
-    // producers (artifact handshakes, output) must stop waiting on the socket.
-    let client_gone = CancellationToken::new();
-
-    let writer_close = close.clone();
-    let writer_gone = client_gone.clone();
-    let writer = tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                biased;
-                () = writer_gone.cancelled() => break,
-                frame = outbox_rx.recv() => match frame {
-                    Some(frame) => {
-                        if sink.send(Message::Text(frame.into())).await.is_err() {
-                            break;
-                        }
-                    }
-                    None => break,
-                },
-                () = writer_close.cancelled() => {
-                    while let Some(frame) = outbox_rx.try_recv() {
-                        if sink.send(Message::Text(frame.into())).await.is_err() {
-                            break;
-                        }
-                    }
-                    let _ = sink.send(Message::Close(None)).await;
-                    break;
-                }
-            }
-        }
-        // From here on producers get OutboxClosed instead of waiting on a dead socket.
-        outbox_rx.close();
-        let _ = sink.close().await;
-    });
-
-    let reader_gone = client_gone.clone();
-    let reader = tokio::spawn(async move {
-        let _gone = reader_gone.drop_guard();
-        while let Some(message) = stream.next().await {
-            let text = match message {
-                Ok(Message::Text(text)) => text.to_string(),
-                Ok(Message::Binary(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
-                Ok(Message::Close(_)) | Err(_) => break,
-                Ok(_) => continue,
+    ws.on_upgrade(move |socket| {
+        tracker.track_future(async move {
+            state.open_sessions.fetch_add(1, Ordering::Relaxed);
+            let bridge = SocketBridge {
+                session: state.session.clone(),
+                ping_interval: state.ping_interval,
             };
-            if inbound_tx.send(text).await.is_err() {
-                break;
-            }
-        }
-    });
-
-    let session = Session::new(state.session.clone(), outbox);
-    let _end = session.run(inbound_rx, state.shutdown.clone()).await;
-    close.cancel();
-    if tokio::time::timeout(Duration::from_secs(10), writer).await.is_err() {
-        warn!("socket writer did not finish in time");
-    }
-    reader.abort();
-    state.open_sessions.fetch_sub(1, Ordering::Relaxed);
+            bridge.serve(socket, state.shutdown.clone()).await;
+            state.open_sessions.fetch_sub(1, Ordering::Relaxed);
+        })
+    })
 }

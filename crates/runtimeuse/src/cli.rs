@@ -20,7 +20,64 @@ pub struct Cli {
 
 /// Subcommands.
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Send one prompt to a runtime; print assistant text and command output live, then
+    /// the result (text, or structured output as JSON).
+    Query(QueryArgs),
+    /// Run shell commands in a runtime without the agent; print their output live and exit
+    /// with the first failing command's exit code.
+    Exec(ExecArgs),
+}
+
+/// Connection options shared by the client subcommands.
+#[derive(Debug, Args)]
+pub struct ConnectArgs {
+    /// WebSocket URL of the runtime, e.g. ws://127.0.0.1:8080
+    pub ws_url: String,
+    /// Token sent as `Authorization: Bearer`.
+    #[arg(long, env = "RUNTIMEUSE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Overall time limit in seconds.
+    #[arg(long)]
+    pub timeout: Option<f64>,
+    /// Value to redact from everything the runtime sends back (repeatable).
+    #[arg(long = "secret")]
+    pub secrets: Vec<String>,
+}
+
+/// `runtimeuse query`.
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    /// Where and how to connect.
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// The prompt.
+    pub prompt: String,
+    /// Model name.
+    #[arg(long, default_value = "gpt-4.1")]
+    pub model: String,
+    /// System prompt.
+    #[arg(long = "system", default_value = "You are a helpful assistant.")]
+    pub system_prompt: String,
+    /// File holding a JSON schema (bare, or wrapped as {"type":"json_schema","schema":…});
+    /// the result is then structured output, printed as JSON.
+    #[arg(long)]
+    pub schema_file: Option<std::path::PathBuf>,
+}
+
+/// `runtimeuse exec`.
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Where and how to connect.
+    #[command(flatten)]
+    pub connect: ConnectArgs,
+    /// Working directory for the command (created if missing).
+    #[arg(long)]
+    pub cwd: Option<String>,
+    /// The command line, run with /bin/sh -c (words are joined with spaces).
+    #[arg(last = true, required = true)]
+    pub command: Vec<String>,
+}
 
 /// Which agent runs invocations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -1,6 +1,7 @@
 //! `runtimeuse`: the runtime (serve, the default) and a command-line client.
 
 mod cli;
+mod remote;
 mod serve;
 
 use clap::Parser;
@@ -17,6 +18,8 @@ fn main() -> std::process::ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             None => serve::run(cli.serve).await,
+            Some(cli::Command::Query(args)) => remote::query(args).await,
+            Some(cli::Command::Exec(args)) => remote::exec(args).await,
         }
     });
     match result {

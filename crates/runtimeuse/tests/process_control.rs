@@ -110,3 +110,28 @@ async fn large_output_streams_completely_through_the_socket() {
     assert_eq!(terminal["results"][0]["stdout_truncated"], true);
     assert_eq!(terminal["results"][0]["stdout"].as_str().unwrap().len(), 4096);
 }
+
+#[tokio::test]
+async fn a_client_that_stops_answering_pings_is_dropped_and_its_processes_killed() {
+    let runtime = start_runtime(|c| c.ping_interval = Some(Duration::from_millis(100))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("pid");
+    let mut peer = Peer::connect(&runtime.ws_url()).await;
+    peer.send(command_execution(&[&grandchild_command(&pid_file)])).await;
+    let pid = read_pid_file(&pid_file).await;
+    // The peer stays connected but never reads again, so it never answers a ping.
+    let started = Instant::now();
+    assert!(wait_gone(pid, Duration::from_secs(5)).await, "silent client's process survived");
+    assert!(started.elapsed() >= Duration::from_millis(200), "{:?}", started.elapsed());
+    drop(peer);
+}
+
+#[tokio::test]
+async fn a_client_that_answers_pings_keeps_a_long_quiet_request() {
+    let runtime = start_runtime(|c| c.ping_interval = Some(Duration::from_millis(50))).await;
+    let mut peer = Peer::connect(&runtime.ws_url()).await;
+    // No heartbeat in 30 s, no output: only pongs keep the connection alive.
+    peer.send(invocation("SLOW:700")).await;
+    let (_, result) = peer.until_terminal().await;
+    assert_eq!(result["data"]["text"], "done");
+}

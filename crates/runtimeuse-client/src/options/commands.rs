@@ -69,6 +69,9 @@ impl ExecuteCommandsOptions {
     common_setters!();
 
     /// Checks that artifact directories and the upload callback come together.
+    ///
+    /// # Errors
+    /// [`Error::InvalidOptions`] when only one of them is set.
     pub fn validate(&self) -> Result<(), Error> {
         validate_artifact_pairing(
             &self.artifacts_dirs,

@@ -152,6 +152,9 @@ impl QueryOptions {
     /// Checks what the runtime would refuse or what is surely a mistake: artifact
     /// directories without an upload callback (or the reverse), an output format that
     /// is not JSON.
+    ///
+    /// # Errors
+    /// [`Error::InvalidOptions`] describing the problem.
     pub fn validate(&self) -> Result<(), Error> {
         validate_artifact_pairing(
             &self.artifacts_dirs,

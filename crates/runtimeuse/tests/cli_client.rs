@@ -1,0 +1,120 @@
+//! `runtimeuse query` and `runtimeuse exec` against the real runtime.
+
+mod common;
+
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use common::start_runtime;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+async fn run(args: Vec<String>) -> Output {
+    tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_runtimeuse"))
+            .args(&args)
+            .output()
+            .expect("run runtimeuse")
+    })
+    .await
+    .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[tokio::test]
+async fn query_prints_assistant_text_then_the_result() {
+    let runtime = start_runtime(|_| {}).await;
+    let out = run(vec!["query".into(), runtime.ws_url(), "STREAM:2".into()]).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "message 1 of 2\nmessage 2 of 2\nstreamed 2 messages\n");
+}
+
+#[tokio::test]
+async fn query_with_a_schema_file_prints_structured_json() {
+    let runtime = start_runtime(|_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let schema = dir.path().join("schema.json");
+    std::fs::write(&schema, r#"{"type":"json_schema","schema":{"type":"object","required":["n"]}}"#)
+        .unwrap();
+    let out = run(vec![
+        "query".into(),
+        runtime.ws_url(),
+        r#"STRUCTURED:{"n": 5}"#.into(),
+        "--schema-file".into(),
+        schema.display().to_string(),
+    ])
+    .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(printed, serde_json::json!({"n": 5}));
+}
+
+#[tokio::test]
+async fn query_error_exits_non_zero_with_the_message_and_redacts_secrets() {
+    let runtime = start_runtime(|_| {}).await;
+    let out = run(vec![
+        "query".into(),
+        runtime.ws_url(),
+        "ERROR:the key pw-123 is wrong".into(),
+        "--secret".into(),
+        "pw-123".into(),
+    ])
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("the key [REDACTED] is wrong"), "{stderr}");
+    assert!(stderr.contains("echo_handler"), "{stderr}");
+}
+
+#[tokio::test]
+async fn exec_streams_both_streams_and_exits_with_the_command_code() {
+    let runtime = start_runtime(|_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path().join("made");
+    let out = run(vec![
+        "exec".into(),
+        runtime.ws_url(),
+        "--cwd".into(),
+        cwd.display().to_string(),
+        "--".into(),
+        "pwd; echo oops >&2;".into(),
+        "exit".into(),
+        "4".into(),
+    ])
+    .await;
+    assert_eq!(out.status.code(), Some(4));
+    assert_eq!(text(&out.stdout), format!("{}\n", cwd.display()));
+    assert_eq!(text(&out.stderr), "oops\n");
+}
+
+#[tokio::test]
+async fn exec_against_nothing_fails_with_the_url() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("ws://{}", listener.local_addr().unwrap());
+    drop(listener);
+    let out = run(vec!["exec".into(), url.clone(), "--".into(), "true".into()]).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains(&url), "{}", text(&out.stderr));
+}
+
+#[tokio::test]
+async fn ctrl_c_cancels_the_remote_command_and_exits_130() {
+    let runtime = start_runtime(|_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("pid");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_runtimeuse"))
+        .args(["exec", &runtime.ws_url(), "--"])
+        .arg(format!("echo $$ > {}; exec sleep 1000", pid_file.display()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let remote = common::read_pid_file(&pid_file).await;
+    kill(Pid::from_raw(i32::try_from(child.id()).unwrap()), Signal::SIGINT).unwrap();
+    let status = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
+    assert_eq!(status.code(), Some(130));
+    assert!(common::wait_gone(remote, Duration::from_secs(5)).await, "remote command survived");
+}
