@@ -29,10 +29,13 @@ enum Instruction<'a> {
     Plain(&'a str),
 }
 
+/// A prompt prefix and the instruction it introduces.
+type Prefix<'a> = (&'static str, fn(&'a str) -> Instruction<'a>);
+
 impl<'a> Instruction<'a> {
     fn parse(prompt: &'a str) -> Self {
         // Longer prefixes first: STREAM_TEXT: must not be read as STREAM:.
-        let table: [(&str, fn(&'a str) -> Instruction<'a>); 8] = [
+        let table: [Prefix<'a>; 8] = [
             ("STREAM_TEXT:", Instruction::StreamText),
             ("STRUCTURED:", Instruction::Structured),
             ("WRITE_FILE:", Instruction::WriteFile),

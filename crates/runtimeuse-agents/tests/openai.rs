@@ -24,7 +24,10 @@ async fn plain_answer_sends_one_assistant_message_per_message_item() {
     assert_eq!(done.text(), "The answer is 42.");
     let messages = done.of_type("assistant_message");
     assert_eq!(messages.len(), 2, "{:?}", done.frames);
-    assert_eq!(messages[0]["text_blocks"], json!(["Let me think about it."]));
+    assert_eq!(
+        messages[0]["text_blocks"],
+        json!(["Let me think about it."])
+    );
     assert_eq!(messages[1]["text_blocks"], json!(["The answer is 42."]));
 
     let metadata = &done.output().metadata;
@@ -38,7 +41,10 @@ async fn plain_answer_sends_one_assistant_message_per_message_item() {
 
     let requests = fake.requests();
     assert_eq!(requests.len(), 1);
-    assert_eq!(requests[0].authorization.as_deref(), Some(&*format!("Bearer {KEY}")));
+    assert_eq!(
+        requests[0].authorization.as_deref(),
+        Some(&*format!("Bearer {KEY}"))
+    );
     let body = &requests[0].body;
     assert_eq!(body["model"], "gpt-test");
     assert_eq!(body["instructions"], "You are a test.");
@@ -63,7 +69,10 @@ async fn shell_tool_runs_the_command_and_gives_its_output_back_to_the_model() {
     let call_item = final_output(&first)[0].clone();
     fake.push(Scripted::Stream(first));
     fake.push(Scripted::Stream(
-        ResponseBuilder::new("resp_2").message("It is 42.").usage(30, 4).completed(),
+        ResponseBuilder::new("resp_2")
+            .message("It is 42.")
+            .usage(30, 4)
+            .completed(),
     ));
     let done = run(&fake, "Compute 6*7 with the shell.", None).await;
 
@@ -75,8 +84,16 @@ async fn shell_tool_runs_the_command_and_gives_its_output_back_to_the_model() {
         .map(|f| f["text"].as_str().unwrap())
         .collect();
     assert_eq!(stdout, "42\n");
-    assert!(output.iter().all(|f| f["command"] == "echo $((6*7)); echo oops >&2"));
-    assert!(output.iter().any(|f| f["stream"] == "stderr" && f["text"] == "oops\n"));
+    assert!(
+        output
+            .iter()
+            .all(|f| f["command"] == "echo $((6*7)); echo oops >&2")
+    );
+    assert!(
+        output
+            .iter()
+            .any(|f| f["stream"] == "stderr" && f["text"] == "oops\n")
+    );
 
     let input = input_of(&fake, 1);
     assert_eq!(input.len(), 3, "{input:#?}");
@@ -119,7 +136,11 @@ async fn web_search_calls_go_back_in_the_history_and_need_no_answer() {
     assert_eq!(input[1]["type"], "web_search_call");
     assert_eq!(input[2], items[1]);
     assert_eq!(input[3]["type"], "function_call_output");
-    assert_eq!(input.len(), 4, "no output is invented for a web search: {input:#?}");
+    assert_eq!(
+        input.len(),
+        4,
+        "no output is invented for a web search: {input:#?}"
+    );
     // A turn with only a web search and a message is the last one.
     assert_eq!(fake.requests().len(), 2);
     assert_eq!(done.output().metadata["turns"], 2);
@@ -149,7 +170,9 @@ async fn structured_output_is_requested_strict_and_validated_against_the_callers
     let done = run(&fake, "Answer in JSON.", Some(schema.clone())).await;
 
     let structured = match &done.output().data {
-        runtimeuse_protocol::ResultData::StructuredOutput { structured_output } => structured_output,
+        runtimeuse_protocol::ResultData::StructuredOutput { structured_output } => {
+            structured_output
+        }
         other => panic!("not structured: {other:?}"),
     };
     // The nulls standing for "absent" are gone; the answer fits the caller's schema.
@@ -162,12 +185,18 @@ async fn structured_output_is_requested_strict_and_validated_against_the_callers
     let strict = &format["schema"];
     assert_eq!(strict["additionalProperties"], false);
     assert_eq!(sorted(&strict["required"]), ["answer", "note", "steps"]);
-    assert_eq!(strict["properties"]["note"]["type"], json!(["string", "null"]));
+    assert_eq!(
+        strict["properties"]["note"]["type"],
+        json!(["string", "null"])
+    );
     assert_eq!(strict["properties"]["answer"]["type"], "integer");
     let step = &strict["properties"]["steps"]["items"];
     assert_eq!(step["additionalProperties"], false);
     assert_eq!(sorted(&step["required"]), ["detail", "op"]);
-    assert_eq!(step["properties"]["detail"]["type"], json!(["string", "null"]));
+    assert_eq!(
+        step["properties"]["detail"]["type"],
+        json!(["string", "null"])
+    );
 }
 
 fn sorted(names: &Value) -> Vec<String> {
@@ -203,12 +232,21 @@ async fn structured_output_that_does_not_match_the_schema_is_an_error() {
 async fn structured_output_that_is_not_json_is_an_error() {
     let fake = FakeOpenAi::start().await;
     fake.push(Scripted::Stream(
-        ResponseBuilder::new("resp_1").message("Sure! It's 42.").completed(),
+        ResponseBuilder::new("resp_1")
+            .message("Sure! It's 42.")
+            .completed(),
     ));
     let schema = json!({"type": "object", "properties": {"answer": {"type": "integer"}}});
     let done = run(&fake, "Answer in JSON.", Some(schema)).await;
-    assert_eq!(done.error().metadata["error_name"], "StructuredOutputInvalid");
-    assert!(done.error().message.contains("not JSON"), "{}", done.error().message);
+    assert_eq!(
+        done.error().metadata["error_name"],
+        "StructuredOutputInvalid"
+    );
+    assert!(
+        done.error().message.contains("not JSON"),
+        "{}",
+        done.error().message
+    );
 }
 
 #[tokio::test]
@@ -220,12 +258,18 @@ async fn a_slow_command_is_killed_at_the_timeout_the_model_asked_for() {
             .completed(),
     ));
     fake.push(Scripted::Stream(
-        ResponseBuilder::new("resp_2").message("It timed out.").completed(),
+        ResponseBuilder::new("resp_2")
+            .message("It timed out.")
+            .completed(),
     ));
     let started = std::time::Instant::now();
     let done = run(&fake, "Run something slow.", None).await;
 
-    assert!(started.elapsed() < std::time::Duration::from_secs(10), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
     assert_eq!(done.text(), "It timed out.");
     let output = input_of(&fake, 1)[2]["output"].as_str().unwrap().to_owned();
     assert!(output.starts_with("timed out after 300 ms"), "{output}");
@@ -243,7 +287,9 @@ async fn long_command_output_is_shortened_for_the_model_but_streamed_whole() {
             .completed(),
     ));
     fake.push(Scripted::Stream(
-        ResponseBuilder::new("resp_2").message("Lots of numbers.").completed(),
+        ResponseBuilder::new("resp_2")
+            .message("Lots of numbers.")
+            .completed(),
     ));
     let mut config = support::harness::config();
     config.tool_output_max_chars = 1_000;
@@ -261,7 +307,10 @@ async fn long_command_output_is_shortened_for_the_model_but_streamed_whole() {
     let output = input_of(&fake, 1)[2]["output"].as_str().unwrap().to_owned();
     assert!(output.chars().count() < 1_100, "{}", output.len());
     assert!(output.contains("characters omitted"), "{output}");
-    assert!(output.contains("\n19999\n20000\nstderr: (empty)\n"), "the tail is kept: {output}");
+    assert!(
+        output.contains("\n19999\n20000\nstderr: (empty)\n"),
+        "the tail is kept: {output}"
+    );
 }
 
 #[tokio::test]
@@ -281,8 +330,61 @@ async fn an_unknown_tool_or_bad_arguments_are_reported_to_the_model() {
     assert_eq!(done.text(), "Sorry.");
     let input = input_of(&fake, 1);
     assert_eq!(input[3]["call_id"], "call_a");
-    assert!(input[3]["output"].as_str().unwrap().contains("no tool named `python`"));
+    assert!(
+        input[3]["output"]
+            .as_str()
+            .unwrap()
+            .contains("no tool named `python`")
+    );
     assert_eq!(input[4]["call_id"], "call_b");
-    assert!(input[4]["output"].as_str().unwrap().contains("arguments are not valid"));
+    assert!(
+        input[4]["output"]
+            .as_str()
+            .unwrap()
+            .contains("arguments are not valid")
+    );
     assert!(done.of_type("command_output_message").is_empty());
+}
+
+#[tokio::test]
+async fn native_shell_calls_are_answered_with_one_entry_per_command() {
+    let fake = FakeOpenAi::start().await;
+    fake.push(Scripted::Stream(
+        ResponseBuilder::new("resp_1")
+            .native_shell_call(
+                "call_sh",
+                &["echo one", "printf 'x%.0s' $(seq 1 100); exit 3"],
+                40,
+            )
+            .completed(),
+    ));
+    fake.push(Scripted::Stream(
+        ResponseBuilder::new("resp_2")
+            .message("Ran both.")
+            .completed(),
+    ));
+    let done = run(&fake, "Use the shell.", None).await;
+
+    assert_eq!(done.text(), "Ran both.");
+    let answer = &input_of(&fake, 1)[2];
+    assert_eq!(answer["type"], "shell_call_output");
+    assert_eq!(answer["call_id"], "call_sh");
+    assert_eq!(answer["max_output_length"], 40);
+    let entries = answer["output"].as_array().unwrap();
+    assert_eq!(entries.len(), 2);
+    assert_eq!(entries[0]["stdout"], "one\n");
+    assert_eq!(
+        entries[0]["outcome"],
+        json!({"type": "exit", "exit_code": 0})
+    );
+    assert_eq!(
+        entries[1]["outcome"],
+        json!({"type": "exit", "exit_code": 3})
+    );
+    assert!(
+        entries[1]["stdout"]
+            .as_str()
+            .unwrap()
+            .contains("characters omitted")
+    );
 }

@@ -37,7 +37,9 @@ async fn rate_limit_is_retried_after_the_delay_the_server_asks_for() {
         body: json!({"error": {"message": "Rate limit reached", "type": "requests", "param": null, "code": "rate_limit_exceeded"}}),
     });
     fake.push(Scripted::Stream(
-        ResponseBuilder::new("resp_1").message("Finally.").completed(),
+        ResponseBuilder::new("resp_1")
+            .message("Finally.")
+            .completed(),
     ));
     let started = Instant::now();
     let done = run(&fake, "Hello", None).await;
@@ -45,15 +47,28 @@ async fn rate_limit_is_retried_after_the_delay_the_server_asks_for() {
     assert_eq!(done.text(), "Finally.");
     assert_eq!(fake.requests().len(), 3);
     // The configured backoff is 1 ms: only the headers explain the wait.
-    assert!(started.elapsed() >= Duration::from_millis(1_200), "{:?}", started.elapsed());
-    assert_eq!(fake.requests()[2].body, fake.requests()[0].body, "the same request is resent");
+    assert!(
+        started.elapsed() >= Duration::from_millis(1_200),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        fake.requests()[2].body,
+        fake.requests()[0].body,
+        "the same request is resent"
+    );
 }
 
 #[tokio::test]
 async fn server_errors_exhaust_the_retries_and_report_status_type_and_message() {
     let fake = FakeOpenAi::start().await;
     for _ in 0..3 {
-        fake.push(api_error(500, "server_error", Value::Null, "The server had an error while processing your request."));
+        fake.push(api_error(
+            500,
+            "server_error",
+            Value::Null,
+            "The server had an error while processing your request.",
+        ));
     }
     let done = run(&fake, "Hello", None).await;
 
@@ -84,8 +99,16 @@ async fn an_invalid_request_fails_at_once_without_retrying() {
     assert_eq!(fake.requests().len(), 1);
     let error = done.error();
     assert!(error.message.contains("400"), "{}", error.message);
-    assert!(error.message.contains("invalid_request_error"), "{}", error.message);
-    assert!(error.message.contains("does not exist"), "{}", error.message);
+    assert!(
+        error.message.contains("invalid_request_error"),
+        "{}",
+        error.message
+    );
+    assert!(
+        error.message.contains("does not exist"),
+        "{}",
+        error.message
+    );
     assert_eq!(error.metadata["type"], "invalid_request_error");
     assert_eq!(error.metadata["code"], "model_not_found");
     assert!(!error.message.contains(KEY));
@@ -95,13 +118,19 @@ async fn an_invalid_request_fails_at_once_without_retrying() {
 async fn a_stream_that_ends_before_completion_is_an_error() {
     let fake = FakeOpenAi::start().await;
     fake.push(Scripted::Stream(
-        ResponseBuilder::new("resp_1").message("Half an answ").unfinished(),
+        ResponseBuilder::new("resp_1")
+            .message("Half an answ")
+            .unfinished(),
     ));
     let done = run(&fake, "Hello", None).await;
 
     let error = done.error();
     assert_eq!(error.metadata["error_name"], "OpenAIStreamError");
-    assert!(error.message.contains("response.completed"), "{}", error.message);
+    assert!(
+        error.message.contains("response.completed"),
+        "{}",
+        error.message
+    );
 }
 
 #[tokio::test]
@@ -115,14 +144,20 @@ async fn a_failed_response_is_an_error_with_its_code() {
     let error = done.error();
     assert_eq!(error.metadata["error_name"], "ResponseFailed");
     assert_eq!(error.metadata["code"], "server_error");
-    assert!(error.message.contains("Something broke."), "{}", error.message);
+    assert!(
+        error.message.contains("Something broke."),
+        "{}",
+        error.message
+    );
 }
 
 #[tokio::test]
 async fn cancel_mid_stream_returns_at_once_and_drops_the_connection() {
     let fake = FakeOpenAi::start().await;
     fake.push(Scripted::StreamThenHang(
-        ResponseBuilder::new("resp_1").message("Partial").unfinished(),
+        ResponseBuilder::new("resp_1")
+            .message("Partial")
+            .unfinished(),
     ));
     let agent = OpenAiAgent::new(config());
     let cancel = CancellationToken::new();
@@ -141,7 +176,11 @@ async fn cancel_mid_stream_returns_at_once_and_drops_the_connection() {
         .await
         .expect("the agent did not stop promptly")
         .unwrap();
-    assert!(cancelled_at.elapsed() < Duration::from_millis(500), "{:?}", cancelled_at.elapsed());
+    assert!(
+        cancelled_at.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        cancelled_at.elapsed()
+    );
     let error = result.unwrap_err();
     assert_eq!(error.metadata["error_name"], "Cancelled");
     // The message that completed before the cancel was forwarded.
@@ -164,7 +203,9 @@ async fn cancel_while_a_tool_command_runs_kills_it() {
     let marker = dir.path().join("survived");
     let command = format!("sleep 2 && touch {}", marker.display());
     fake.push(Scripted::Stream(
-        ResponseBuilder::new("resp_1").shell_call("call_1", &command, None).completed(),
+        ResponseBuilder::new("resp_1")
+            .shell_call("call_1", &command, None)
+            .completed(),
     ));
     let agent = OpenAiAgent::new(config());
     let cancel = CancellationToken::new();
@@ -182,7 +223,10 @@ async fn cancel_while_a_tool_command_runs_kills_it() {
         .unwrap();
     assert_eq!(result.unwrap_err().metadata["error_name"], "Cancelled");
     tokio::time::sleep(Duration::from_millis(2_500)).await;
-    assert!(!marker.exists(), "the command's process group was not killed");
+    assert!(
+        !marker.exists(),
+        "the command's process group was not killed"
+    );
     assert_eq!(fake.requests().len(), 1, "no turn after the cancel");
 }
 
@@ -219,7 +263,11 @@ async fn a_missing_api_key_fails_clearly_without_calling_the_api() {
 
     let error = done.error();
     assert_eq!(error.metadata["error_name"], "MissingApiKey");
-    assert!(error.message.contains("OPENAI_API_KEY"), "{}", error.message);
+    assert!(
+        error.message.contains("OPENAI_API_KEY"),
+        "{}",
+        error.message
+    );
     assert!(fake.requests().is_empty());
 }
 
@@ -227,7 +275,9 @@ async fn a_missing_api_key_fails_clearly_without_calling_the_api() {
 async fn the_configured_base_url_is_used_when_the_environment_has_none() {
     let fake = FakeOpenAi::start().await;
     fake.push(Scripted::Stream(
-        ResponseBuilder::new("resp_1").message("Default URL.").completed(),
+        ResponseBuilder::new("resp_1")
+            .message("Default URL.")
+            .completed(),
     ));
     let agent = OpenAiAgent::new(OpenAiConfig {
         default_base_url: fake.base_url(),
@@ -243,7 +293,10 @@ async fn an_unreachable_server_is_a_connection_error_after_retries() {
     let env = BTreeMap::from([
         ("OPENAI_API_KEY".to_owned(), KEY.to_owned()),
         // Nothing listens on port 9 of the loopback.
-        ("OPENAI_BASE_URL".to_owned(), "http://127.0.0.1:9/v1".to_owned()),
+        (
+            "OPENAI_BASE_URL".to_owned(),
+            "http://127.0.0.1:9/v1".to_owned(),
+        ),
     ]);
     let done = run_with(&OpenAiAgent::new(config()), request(env, "Hello", None)).await;
     let error = done.error();

@@ -120,6 +120,9 @@ pub struct ServeArgs {
     /// Seconds to wait for running artifact uploads at the end.
     #[arg(long, env = "RUNTIMEUSE_ARTIFACT_UPLOAD_TIMEOUT", default_value_t = 30.0)]
     pub artifact_upload_timeout: f64,
+    /// Most model turns (tool-call rounds) per invocation of an LLM agent.
+    #[arg(long, env = "RUNTIMEUSE_MAX_TURNS", default_value_t = 10)]
+    pub max_turns: u32,
     /// Seconds between SIGTERM and SIGKILL when a command's process group is stopped.
     #[arg(long, env = "RUNTIMEUSE_KILL_GRACE", default_value_t = 2.0)]
     pub kill_grace: f64,

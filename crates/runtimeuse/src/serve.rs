@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use runtimeuse_agents::{EchoAgent, UnavailableAgent};
+use runtimeuse_agents::{EchoAgent, OpenAiAgent, OpenAiConfig, UnavailableAgent};
 use runtimeuse_server::agent::Agent;
 use runtimeuse_server::server::{Server, ServerConfig};
 use runtimeuse_server::session::SessionConfig;
@@ -23,13 +23,13 @@ fn seconds(name: &str, value: f64) -> anyhow::Result<Duration> {
     Ok(Duration::from_secs_f64(value))
 }
 
-fn agent(kind: AgentKind) -> Arc<dyn Agent> {
-    match kind {
+fn agent(args: &ServeArgs) -> Arc<dyn Agent> {
+    match args.agent {
         AgentKind::Echo => Arc::new(EchoAgent),
-        AgentKind::Openai => Arc::new(UnavailableAgent::new(
-            "openai",
-            "the OpenAI agent has not landed yet; use --agent echo",
-        )),
+        AgentKind::Openai => Arc::new(OpenAiAgent::new(OpenAiConfig {
+            max_turns: args.max_turns,
+            ..OpenAiConfig::default()
+        })),
         AgentKind::Claude => Arc::new(UnavailableAgent::new(
             "claude",
             "the Claude agent has not landed yet; use --agent echo",
@@ -38,7 +38,10 @@ fn agent(kind: AgentKind) -> Arc<dyn Agent> {
 }
 
 fn session_config(args: &ServeArgs) -> anyhow::Result<SessionConfig> {
-    let mut config = SessionConfig::new(agent(args.agent));
+    if args.max_turns == 0 {
+        bail!("--max-turns must be at least 1");
+    }
+    let mut config = SessionConfig::new(agent(args));
     let heartbeat = seconds("heartbeat-interval", args.heartbeat_interval)?;
     if heartbeat.is_zero() {
         bail!("--heartbeat-interval must be greater than zero");

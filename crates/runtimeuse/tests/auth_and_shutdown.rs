@@ -58,9 +58,14 @@ async fn without_a_token_any_path_upgrades() {
 
 /// The real binary, started with `--port 0`; returns the child and its ws URL.
 fn spawn_binary(extra: &[&str]) -> (std::process::Child, String) {
+    spawn_agent("echo", extra)
+}
+
+fn spawn_agent(agent: &str, extra: &[&str]) -> (std::process::Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_runtimeuse"))
-        .args(["--agent", "echo", "--host", "127.0.0.1", "--port", "0", "--kill-grace", "0.5"])
+        .args(["--agent", agent, "--host", "127.0.0.1", "--port", "0", "--kill-grace", "0.5"])
         .args(extra)
+        .env_remove("OPENAI_API_KEY")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -121,4 +126,18 @@ fn invalid_flags_fail_with_a_clear_message() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("heartbeat-interval"), "{stderr}");
+}
+
+#[tokio::test]
+async fn openai_agent_is_the_one_serving_and_needs_a_key() {
+    let (mut child, url) = spawn_agent("openai", &["--max-turns", "3"]);
+    let mut peer = Peer::connect(&url).await;
+    peer.send(common::invocation("hello")).await;
+    let (_, error) = peer.until_terminal().await;
+    assert_eq!(error["message_type"], "error_message");
+    assert_eq!(error["metadata"]["error_name"], "MissingApiKey", "{error}");
+    assert!(error["error"].as_str().unwrap().contains("OPENAI_API_KEY"), "{error}");
+    kill(Pid::from_raw(i32::try_from(child.id()).unwrap()), Signal::SIGTERM).unwrap();
+    let status = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
+    assert_eq!(status.code(), Some(0));
 }

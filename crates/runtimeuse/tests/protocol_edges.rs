@@ -124,7 +124,7 @@ async fn many_connections_are_served_at_once_each_its_own_session() {
             let url = url.clone();
             tokio::spawn(async move {
                 let mut peer = Peer::connect(&url).await;
-                peer.send(invocation(&format!("SLOW:300"))).await;
+                peer.send(invocation("SLOW:300")).await;
                 let (_, slow) = peer.until_terminal().await;
                 peer.send(invocation(&format!("ECHO:peer {i}"))).await;
                 let (_, result) = peer.until_terminal().await;

@@ -266,7 +266,10 @@ mod tests {
         let endpoint = Endpoint::from_env(&env, "https://x/v1").unwrap();
         assert_eq!(endpoint.url(), "https://x/v1/responses");
         assert!(!format!("{endpoint:?}").contains("sk-test"));
-        env.insert("OPENAI_BASE_URL".to_owned(), "http://127.0.0.1:9/v1/".to_owned());
+        env.insert(
+            "OPENAI_BASE_URL".to_owned(),
+            "http://127.0.0.1:9/v1/".to_owned(),
+        );
         let endpoint = Endpoint::from_env(&env, "https://x/v1").unwrap();
         assert_eq!(endpoint.url(), "http://127.0.0.1:9/v1/responses");
     }
@@ -284,7 +287,10 @@ mod tests {
         else {
             panic!("not an API error");
         };
-        assert_eq!((status, kind.as_deref(), code.as_deref()), (429, Some("requests"), Some("rate_limit_exceeded")));
+        assert_eq!(
+            (status, kind.as_deref(), code.as_deref()),
+            (429, Some("requests"), Some("rate_limit_exceeded"))
+        );
         assert_eq!(message, "Rate limit");
         let OpenAiError::Api { message, .. } = api_error(502, "<html>bad gateway</html>") else {
             panic!("not an API error");

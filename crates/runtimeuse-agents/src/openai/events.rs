@@ -149,8 +149,7 @@ impl Usage {
         self.output_tokens += other.output_tokens;
         self.total_tokens += other.total_tokens;
         self.input_tokens_details.cached_tokens += other.input_tokens_details.cached_tokens;
-        self.output_tokens_details.reasoning_tokens +=
-            other.output_tokens_details.reasoning_tokens;
+        self.output_tokens_details.reasoning_tokens += other.output_tokens_details.reasoning_tokens;
     }
 
     /// The metadata form.
@@ -217,7 +216,10 @@ mod tests {
                 delta: "Hi".into()
             }))
         );
-        let other = parse_event("", r#"{"type":"response.reasoning_summary_text.delta","delta":"x"}"#);
+        let other = parse_event(
+            "",
+            r#"{"type":"response.reasoning_summary_text.delta","delta":"x"}"#,
+        );
         assert_eq!(other, Some(Ok(StreamEvent::Other)));
         assert_eq!(parse_event("", "[DONE]"), None);
     }
@@ -225,7 +227,10 @@ mod tests {
     #[test]
     fn type_falls_back_to_the_sse_event_name() {
         let event = parse_event("response.completed", r#"{"response":{"output":[]}}"#);
-        assert!(matches!(event, Some(Ok(StreamEvent::Completed { .. }))), "{event:?}");
+        assert!(
+            matches!(event, Some(Ok(StreamEvent::Completed { .. }))),
+            "{event:?}"
+        );
     }
 
     #[test]

@@ -156,7 +156,10 @@ mod tests {
         let call = json!({"type":"function_call","id":"fc_1","call_id":"call_1","name":"shell","arguments":"{}"});
         assert!(OutputItem::parse(&call).is_tool_call());
         let shell = json!({"type":"shell_call","call_id":"c","action":{"commands":["ls"],"timeout_ms":1000}});
-        assert!(matches!(OutputItem::parse(&shell), OutputItem::ShellCall { .. }));
+        assert!(matches!(
+            OutputItem::parse(&shell),
+            OutputItem::ShellCall { .. }
+        ));
         let search = json!({"type":"web_search_call","id":"ws_1","status":"completed","action":{"type":"search","query":"x"}});
         assert_eq!(OutputItem::parse(&search), OutputItem::Other);
         let refusal = json!({"type":"message","content":[{"type":"refusal","refusal":"No."}]});

@@ -92,7 +92,11 @@ impl Agent for OpenAiAgent {
         "openai"
     }
 
-    async fn run(&self, request: AgentRequest, ctx: AgentContext) -> Result<AgentOutput, AgentError> {
+    async fn run(
+        &self,
+        request: AgentRequest,
+        ctx: AgentContext,
+    ) -> Result<AgentOutput, AgentError> {
         run::run(&self.config, &self.http, &request, &ctx).await
     }
 }

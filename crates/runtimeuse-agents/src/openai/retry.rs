@@ -23,7 +23,12 @@ pub(crate) fn should_retry(status: StatusCode, headers: &HeaderMap) -> bool {
 /// The delay the server asks for: `retry-after-ms` (milliseconds), else `retry-after`
 /// (seconds, or an HTTP date). A negative or unreadable value counts as none.
 pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
     if let Some(ms) = header("retry-after-ms").and_then(|v| v.parse::<f64>().ok()) {
         return seconds(ms / 1000.0);
     }
@@ -109,10 +114,16 @@ mod tests {
     fn retryable_statuses_follow_the_sdks() {
         let none = HeaderMap::new();
         for code in [408, 409, 429, 500, 502, 503] {
-            assert!(should_retry(StatusCode::from_u16(code).unwrap(), &none), "{code}");
+            assert!(
+                should_retry(StatusCode::from_u16(code).unwrap(), &none),
+                "{code}"
+            );
         }
         for code in [400, 401, 403, 404, 422] {
-            assert!(!should_retry(StatusCode::from_u16(code).unwrap(), &none), "{code}");
+            assert!(
+                !should_retry(StatusCode::from_u16(code).unwrap(), &none),
+                "{code}"
+            );
         }
         let no = headers(&[("x-should-retry", "false")]);
         assert!(!should_retry(StatusCode::TOO_MANY_REQUESTS, &no));
@@ -138,7 +149,10 @@ mod tests {
         let first = delay(&policy, 1, None);
         assert!(first <= policy.initial_backoff && first >= policy.initial_backoff * 3 / 4);
         assert!(delay(&policy, 30, None) <= policy.max_backoff);
-        assert_eq!(delay(&policy, 1, Some(Duration::from_millis(7))), Duration::from_millis(7));
+        assert_eq!(
+            delay(&policy, 1, Some(Duration::from_millis(7))),
+            Duration::from_millis(7)
+        );
         let too_long = Some(policy.max_retry_after + Duration::from_secs(1));
         assert!(delay(&policy, 1, too_long) <= policy.initial_backoff);
     }

@@ -138,7 +138,9 @@ async fn drive(
 /// against the caller's schema.
 fn final_answer(turn: &Turn, schema: Option<&Value>) -> Result<ResultData, OpenAiError> {
     let message = turn.last_message();
-    let text = message.map(super::items::MessageContent::text).unwrap_or_default();
+    let text = message
+        .map(super::items::MessageContent::text)
+        .unwrap_or_default();
     let refused = message.and_then(|m| m.refusal.clone());
     if let Some(refusal) = refused.filter(|_| text.trim().is_empty()) {
         return Err(OpenAiError::Refusal(refusal));
@@ -152,7 +154,10 @@ fn final_answer(turn: &Turn, schema: Option<&Value>) -> Result<ResultData, OpenA
         ));
     }
     let mut answer: Value = serde_json::from_str(strip_fences(&text)).map_err(|e| {
-        OpenAiError::StructuredOutputInvalid(format!("the answer is not JSON ({e}): {}", preview(&text)))
+        OpenAiError::StructuredOutputInvalid(format!(
+            "the answer is not JSON ({e}): {}",
+            preview(&text)
+        ))
     })?;
     drop_null_optionals(&mut answer, schema);
     runtimeuse_server::schema::validate(schema, &answer)

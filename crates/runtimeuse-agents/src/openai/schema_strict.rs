@@ -22,13 +22,8 @@ const SCHEMA_LISTS: [&str; 4] = ["anyOf", "oneOf", "allOf", "prefixItems"];
 /// How deep `$ref`s are followed when removing nulls (recursive schemas).
 const MAX_DEPTH: usize = 64;
 
-/// A strict copy of `schema` (see the module documentation).
-///
-/// ```ignore
-/// let strict = strictify(&json!({"type":"object","properties":{"a":{"type":"string"}}}));
-/// assert_eq!(strict["required"], json!(["a"]));
-/// assert_eq!(strict["properties"]["a"]["type"], json!(["string", "null"]));
-/// ```
+/// A strict copy of `schema` (see the module documentation); `schema` itself is kept
+/// for validating the answer.
 pub(crate) fn strictify(schema: &Value) -> Value {
     let mut strict = schema.clone();
     make_strict(&mut strict);
@@ -161,7 +156,11 @@ fn walk(instance: &mut Value, schema: &Value, root: &Value, depth: usize) {
     if depth > MAX_DEPTH {
         return;
     }
-    if let Some(target) = s.get("$ref").and_then(Value::as_str).and_then(|r| resolve(root, r)) {
+    if let Some(target) = s
+        .get("$ref")
+        .and_then(Value::as_str)
+        .and_then(|r| resolve(root, r))
+    {
         walk(instance, target, root, depth + 1);
     }
     for key in ["allOf", "anyOf", "oneOf"] {
@@ -236,12 +235,21 @@ mod tests {
         required.sort_unstable();
         assert_eq!(required, ["age", "either", "kind", "name", "pet", "tags"]);
         assert_eq!(strict["properties"]["name"]["type"], "string");
-        assert_eq!(strict["properties"]["age"]["type"], json!(["integer", "null"]));
-        assert_eq!(strict["properties"]["kind"]["enum"], json!(["a", "b", null]));
+        assert_eq!(
+            strict["properties"]["age"]["type"],
+            json!(["integer", "null"])
+        );
+        assert_eq!(
+            strict["properties"]["kind"]["enum"],
+            json!(["a", "b", null])
+        );
         let item = &strict["properties"]["tags"]["items"];
         assert_eq!(item["additionalProperties"], false);
         assert_eq!(item["properties"]["k"]["type"], json!(["string", "null"]));
-        assert_eq!(strict["properties"]["pet"], json!({"anyOf": [{"$ref": "#/$defs/pet"}, {"type": "null"}]}));
+        assert_eq!(
+            strict["properties"]["pet"],
+            json!({"anyOf": [{"$ref": "#/$defs/pet"}, {"type": "null"}]})
+        );
         assert_eq!(strict["$defs"]["pet"]["required"], json!(["legs"]));
         let either = &strict["properties"]["either"];
         assert!(either.get("oneOf").is_none());

@@ -111,14 +111,16 @@ impl ShellRunner<'_> {
         for command in &action.commands {
             let entry = match self.run(command, self.timeout(action.timeout_ms)).await? {
                 Ran::Finished(outcome) => {
+                    // The API's `max_output_length` counts stdout and stderr together.
+                    let (stdout, stderr) = shorten_both(&outcome, limit);
                     let result = if outcome.timed_out {
                         json!({"type": "timeout"})
                     } else {
                         json!({"type": "exit", "exit_code": outcome.exit_code})
                     };
                     json!({
-                        "stdout": shorten(&outcome.stdout, limit),
-                        "stderr": shorten(&outcome.stderr, limit),
+                        "stdout": stdout,
+                        "stderr": stderr,
                         "outcome": result,
                     })
                 }
@@ -156,11 +158,10 @@ impl ShellRunner<'_> {
             Err(e) => Ok(Ran::NotStarted(e.to_string())),
         }
     }
-
 }
 
 /// What the model reads about a finished command: exit code, then stdout and stderr
-/// sharing `max_chars` (stderr keeps at least a quarter when both are long).
+/// sharing `max_chars`.
 fn describe(ran: &Ran, timeout: Duration, max_chars: usize) -> String {
     let outcome = match ran {
         Ran::Finished(outcome) => outcome,
@@ -173,15 +174,11 @@ fn describe(ran: &Ran, timeout: Duration, max_chars: usize) -> String {
         let _ = writeln!(text, "timed out after {ms} ms; the command was killed");
     }
     let _ = writeln!(text, "exit_code: {}", outcome.exit_code);
-    let stdout_len = outcome.stdout.chars().count();
-    let stderr_len = outcome.stderr.chars().count();
-    let stderr_budget = stderr_len.min((max_chars / 4).max(max_chars.saturating_sub(stdout_len)));
-    let stdout_budget = max_chars - stderr_budget;
-    for (name, body, cut, budget) in [
-        ("stdout", &outcome.stdout, outcome.stdout_truncated, stdout_budget),
-        ("stderr", &outcome.stderr, outcome.stderr_truncated, stderr_budget),
+    let (stdout, stderr) = shorten_both(outcome, max_chars);
+    for (name, body, cut) in [
+        ("stdout", stdout, outcome.stdout_truncated),
+        ("stderr", stderr, outcome.stderr_truncated),
     ] {
-        let body = shorten(body, budget);
         if body.is_empty() {
             let _ = writeln!(text, "{name}: (empty)");
             continue;
@@ -191,10 +188,25 @@ fn describe(ran: &Ran, timeout: Duration, max_chars: usize) -> String {
             text.push('\n');
         }
         if cut {
-            let _ = writeln!(text, "[{name} capture limit reached; the rest is not shown]");
+            let _ = writeln!(
+                text,
+                "[{name} capture limit reached; the rest is not shown]"
+            );
         }
     }
     text
+}
+
+/// stdout and stderr shortened to share `max_chars`; stderr keeps at least a quarter of
+/// it when both are long, and what one stream does not need goes to the other.
+fn shorten_both(outcome: &CommandOutcome, max_chars: usize) -> (String, String) {
+    let stdout_len = outcome.stdout.chars().count();
+    let stderr_len = outcome.stderr.chars().count();
+    let stderr_budget = stderr_len.min((max_chars / 4).max(max_chars.saturating_sub(stdout_len)));
+    (
+        shorten(&outcome.stdout, max_chars - stderr_budget),
+        shorten(&outcome.stderr, stderr_budget),
+    )
 }
 
 /// `text` cut to at most about `max_chars` characters: its head and tail with a note on
@@ -234,13 +246,19 @@ mod tests {
             stderr: String::new(),
             ..CommandOutcome::default()
         });
-        assert_eq!(describe(&ran, Duration::from_secs(1), 100), "exit_code: 2\nstdout:\n42\nstderr: (empty)\n");
+        assert_eq!(
+            describe(&ran, Duration::from_secs(1), 100),
+            "exit_code: 2\nstdout:\n42\nstderr: (empty)\n"
+        );
         let timed_out = Ran::Finished(CommandOutcome {
             exit_code: 124,
             timed_out: true,
             ..CommandOutcome::default()
         });
-        assert!(describe(&timed_out, Duration::from_millis(50), 100).starts_with("timed out after 50 ms"));
+        assert!(
+            describe(&timed_out, Duration::from_millis(50), 100)
+                .starts_with("timed out after 50 ms")
+        );
     }
 
     #[test]
@@ -251,14 +269,23 @@ mod tests {
             ..CommandOutcome::default()
         });
         let text = describe(&ran, Duration::from_secs(1), 100);
-        assert!(text.contains("925 characters omitted"), "stdout keeps 75: {text}");
-        assert!(text.contains("975 characters omitted"), "stderr keeps 25: {text}");
+        assert!(
+            text.contains("925 characters omitted"),
+            "stdout keeps 75: {text}"
+        );
+        assert!(
+            text.contains("975 characters omitted"),
+            "stderr keeps 25: {text}"
+        );
     }
 
     #[test]
     fn the_tool_definition_is_strict() {
         let tool = definition();
         assert_eq!(tool["strict"], true);
-        assert_eq!(tool["parameters"]["required"], json!(["command", "timeout_ms"]));
+        assert_eq!(
+            tool["parameters"]["required"],
+            json!(["command", "timeout_ms"])
+        );
     }
 }

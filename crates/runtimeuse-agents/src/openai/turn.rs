@@ -150,7 +150,11 @@ fn fill_from_deltas(message: &mut MessageContent, streamed: Option<&String>) {
 async fn announce(ctx: &AgentContext, message: &MessageContent, streamed: Option<&String>) {
     let mut message = message.clone();
     fill_from_deltas(&mut message, streamed);
-    let mut blocks: Vec<String> = message.texts.into_iter().filter(|t| !t.is_empty()).collect();
+    let mut blocks: Vec<String> = message
+        .texts
+        .into_iter()
+        .filter(|t| !t.is_empty())
+        .collect();
     blocks.extend(message.refusal);
     if !blocks.is_empty() {
         ctx.assistant_message(blocks).await;

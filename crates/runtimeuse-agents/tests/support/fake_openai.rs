@@ -153,9 +153,7 @@ async fn respond(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: By
             )
                 .into_response();
             for (name, value) in headers {
-                response
-                    .headers_mut()
-                    .insert(name, value.parse().unwrap());
+                response.headers_mut().insert(name, value.parse().unwrap());
             }
             response
         }
@@ -170,7 +168,10 @@ async fn respond(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: By
 
 fn sse(body: Body) -> Response {
     (
-        [("content-type", "text/event-stream"), ("cache-control", "no-cache")],
+        [
+            ("content-type", "text/event-stream"),
+            ("cache-control", "no-cache"),
+        ],
         body,
     )
         .into_response()

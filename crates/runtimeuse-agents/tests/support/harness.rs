@@ -102,7 +102,11 @@ impl Frames {
 /// A context as the session builds it, with an outbox large enough for a whole test run.
 pub fn context(cancel: CancellationToken) -> (AgentContext, Frames) {
     let (outbox, rx) = Outbox::channel(1024);
-    let artifacts = Artifacts::new(outbox.clone(), reqwest::Client::new(), ArtifactOptions::default());
+    let artifacts = Artifacts::new(
+        outbox.clone(),
+        reqwest::Client::new(),
+        ArtifactOptions::default(),
+    );
     let ctx = AgentContext::new(cancel, outbox, CommandOptions::default(), artifacts);
     (ctx, Frames(rx))
 }
@@ -125,10 +129,16 @@ pub async fn run(fake: &FakeOpenAi, prompt: &str, schema: Option<Value>) -> Fini
 
 /// The `output` of the `response.completed` event closing `events`.
 pub fn final_output(events: &[Value]) -> Vec<Value> {
-    events.last().unwrap()["response"]["output"].as_array().unwrap().clone()
+    events.last().unwrap()["response"]["output"]
+        .as_array()
+        .unwrap()
+        .clone()
 }
 
 /// The `input` of the fake's `request`-th request.
 pub fn input_of(fake: &FakeOpenAi, request: usize) -> Vec<Value> {
-    fake.requests()[request].body["input"].as_array().unwrap().clone()
+    fake.requests()[request].body["input"]
+        .as_array()
+        .unwrap()
+        .clone()
 }

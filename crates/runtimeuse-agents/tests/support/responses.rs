@@ -54,12 +54,16 @@ impl ResponseBuilder {
 
     fn item_added_and_done(&mut self, added: Value, middle: Vec<Value>, done: Value) {
         let index = self.output.len();
-        self.push(json!({"type": "response.output_item.added", "output_index": index, "item": added}));
+        self.push(
+            json!({"type": "response.output_item.added", "output_index": index, "item": added}),
+        );
         for mut event in middle {
             event["output_index"] = json!(index);
             self.push(event);
         }
-        self.push(json!({"type": "response.output_item.done", "output_index": index, "item": done}));
+        self.push(
+            json!({"type": "response.output_item.done", "output_index": index, "item": done}),
+        );
         self.output.push(done);
     }
 
@@ -96,7 +100,13 @@ impl ResponseBuilder {
     }
 
     /// A call of any function, with raw arguments.
-    pub fn function_call_raw(mut self, id: &str, call_id: &str, name: &str, arguments: &str) -> Self {
+    pub fn function_call_raw(
+        mut self,
+        id: &str,
+        call_id: &str,
+        name: &str,
+        arguments: &str,
+    ) -> Self {
         let added = json!({"id": id, "type": "function_call", "status": "in_progress",
             "call_id": call_id, "name": name, "arguments": ""});
         let middle = vec![
@@ -109,13 +119,32 @@ impl ResponseBuilder {
         self
     }
 
+    /// A call of the native shell tool (`shell_call`).
+    pub fn native_shell_call(
+        mut self,
+        call_id: &str,
+        commands: &[&str],
+        max_output_length: u64,
+    ) -> Self {
+        let id = format!("sh_{}", self.output.len());
+        let action = json!({"commands": commands, "timeout_ms": 10_000, "max_output_length": max_output_length});
+        let added = json!({"id": id, "type": "shell_call", "status": "in_progress",
+            "call_id": call_id, "action": action});
+        let mut done = added.clone();
+        done["status"] = json!("completed");
+        self.item_added_and_done(added, Vec::new(), done);
+        self
+    }
+
     /// A hosted web search.
     pub fn web_search(mut self, query: &str) -> Self {
         let id = format!("ws_{}", self.output.len());
         let added = json!({"id": id, "type": "web_search_call", "status": "in_progress"});
         let middle = ["in_progress", "searching", "completed"]
             .iter()
-            .map(|phase| json!({"type": format!("response.web_search_call.{phase}"), "item_id": id}))
+            .map(
+                |phase| json!({"type": format!("response.web_search_call.{phase}"), "item_id": id}),
+            )
             .collect();
         let done = json!({"id": id, "type": "web_search_call", "status": "completed",
             "action": {"type": "search", "query": query}});

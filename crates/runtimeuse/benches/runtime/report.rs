@@ -64,9 +64,10 @@ pub fn section(title: &str) {
     println!("{}", "-".repeat(title.chars().count()));
 }
 
-/// Columns: the first left-aligned, the others right-aligned.
+/// Columns: the first `left` left-aligned (labels), the others right-aligned (figures).
 pub struct Table {
     rows: Vec<Vec<String>>,
+    left: usize,
 }
 
 impl Table {
@@ -74,7 +75,14 @@ impl Table {
     pub fn new(header: &[&str]) -> Self {
         Table {
             rows: vec![header.iter().map(|h| (*h).to_owned()).collect()],
+            left: 1,
         }
+    }
+
+    /// Left-aligns the first `n` columns instead of only the first.
+    pub fn left_aligned(mut self, n: usize) -> Self {
+        self.left = n;
+        self
     }
 
     /// Adds a row.
@@ -95,13 +103,14 @@ impl Table {
         };
         let widths: Vec<usize> = (0..columns).map(width).collect();
         for row in &self.rows {
-            let mut line = String::from(" ");
+            let mut line = String::new();
             for (c, cell) in row.iter().enumerate() {
                 let w = widths[c];
-                if c == 0 {
-                    line.push_str(&format!(" {cell:<w$}"));
+                line.push_str(if c == 0 { "  " } else { "   " });
+                if c < self.left {
+                    line.push_str(&format!("{cell:<w$}"));
                 } else {
-                    line.push_str(&format!("   {cell:>w$}"));
+                    line.push_str(&format!("{cell:>w$}"));
                 }
             }
             println!("{}", line.trim_end());

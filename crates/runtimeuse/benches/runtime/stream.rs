@@ -113,7 +113,8 @@ pub fn run(rt: &tokio::runtime::Runtime, stream_mib: u64, reps: usize) -> Result
         "vs raw pipe",
         "runtime CPU",
         "client CPU",
-    ]);
+    ])
+    .left_aligned(2);
     let mut peaks = Vec::new();
     let mut frame_note = String::new();
     let mut sizes = vec![(stream_mib / 4).max(1), stream_mib];
