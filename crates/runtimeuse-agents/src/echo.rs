@@ -8,7 +8,7 @@ use runtimeuse_protocol::ResultData;
 use runtimeuse_server::agent::{Agent, AgentContext, AgentError, AgentOutput, AgentRequest};
 use serde_json::{Map, Value};
 
-/// How long `WRITE_FILE:` waits for its file to be announced as an artifact.
+/// How long `WRITE_FILE:` waits for its file to be uploaded as an artifact.
 const ARTIFACT_WAIT: Duration = Duration::from_secs(10);
 
 /// The deterministic echo agent.
@@ -136,7 +136,9 @@ impl Agent for EchoAgent {
                 tokio::fs::write(&path, content)
                     .await
                     .map_err(|e| bad_prompt(format!("could not write {}: {e}", path.display())))?;
-                ctx.wait_for_artifact(&path, ARTIFACT_WAIT).await;
+                // Waiting for the upload (not just the announcement) means the file is in
+                // the client's storage by the time the result arrives.
+                ctx.wait_for_artifact_upload(&path, ARTIFACT_WAIT).await;
                 text(format!("wrote {}", path.display()))
             }
             Instruction::ReadFile(path) => {

@@ -129,6 +129,15 @@ impl AgentContext {
         &self.commands
     }
 
+    /// Waits until the current version of `path` has been uploaded as an artifact (the
+    /// client answered and the `PUT` succeeded), or `timeout` passes. Returns whether it was.
+    pub async fn wait_for_artifact_upload(&self, path: &Path, timeout: Duration) -> bool {
+        tokio::select! {
+            uploaded = self.artifacts.wait_uploaded(path, timeout) => uploaded,
+            () = self.cancel.cancelled() => false,
+        }
+    }
+
     /// Waits until `path` has been announced as an artifact (or `timeout` passes).
     /// Returns whether it was announced.
     pub async fn wait_for_artifact(&self, path: &Path, timeout: Duration) -> bool {

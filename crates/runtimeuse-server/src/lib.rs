@@ -25,6 +25,7 @@ pub mod logging;
 pub mod outbox;
 pub mod redact;
 mod request;
+pub mod result_size;
 pub mod schema;
 pub mod server;
 pub mod session;

@@ -19,6 +19,7 @@ use crate::command::{CommandError, run_command};
 use crate::download::{DownloadError, download};
 use crate::outbox::Outbox;
 use crate::redact::Redactor;
+use crate::result_size::fit_results;
 use crate::schema::{parse_output_schema, validate};
 use crate::session::SessionConfig;
 
@@ -77,6 +78,17 @@ where
 {
     let started = Instant::now();
     let interval = ctx.config.heartbeat_interval.max(Duration::from_millis(10));
+    let work = async {
+        let outcome = work.await;
+        // Some clients (the Python one) stop answering upload requests once they hold the
+        // result, so the terminal waits, bounded, for the answers to what was announced.
+        let hold = ctx.config.artifacts.result_hold;
+        tokio::select! {
+            _ = ctx.artifacts.wait_settled(hold) => {}
+            () = ctx.cancel.cancelled() => {}
+        }
+        outcome
+    };
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(work);
@@ -256,6 +268,7 @@ async fn command_steps(
             break;
         }
     }
+    fit_results(&mut results, ctx.config.max_result_frame_bytes);
     Ok(ServerMessage::CommandExecutionResultMessage(
         CommandExecutionResultMessage { results },
     ))

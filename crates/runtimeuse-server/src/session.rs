@@ -21,6 +21,7 @@ use crate::command::CommandOptions;
 use crate::logging::register_secrets;
 use crate::outbox::{DEFAULT_OUTBOX_CAPACITY, Outbox};
 use crate::redact::Redactor;
+use crate::result_size::DEFAULT_MAX_RESULT_FRAME_BYTES;
 use crate::request::{RequestContext, run_command_execution, run_invocation};
 
 /// Default interval between heartbeats while a request runs.
@@ -42,6 +43,9 @@ pub struct SessionConfig {
     pub http: reqwest::Client,
     /// Frames queued for the socket before producers wait.
     pub outbox_capacity: usize,
+    /// Largest encoded `command_execution_result_message`; captured stdout is cut to fit
+    /// (see [`crate::result_size`]).
+    pub max_result_frame_bytes: usize,
 }
 
 impl std::fmt::Debug for SessionConfig {
@@ -64,6 +68,7 @@ impl SessionConfig {
             agent_cancel_grace: Duration::from_secs(5),
             http: default_http_client(),
             outbox_capacity: DEFAULT_OUTBOX_CAPACITY,
+            max_result_frame_bytes: DEFAULT_MAX_RESULT_FRAME_BYTES,
         }
     }
 }

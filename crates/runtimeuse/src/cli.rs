@@ -111,6 +111,10 @@ pub struct ServeArgs {
     /// Bytes of stdout kept per command in command execution results.
     #[arg(long, env = "RUNTIMEUSE_CAPTURE_LIMIT", default_value_t = 10 * 1024 * 1024)]
     pub capture_limit: usize,
+    /// Largest command execution result frame in bytes; captured stdout is cut to fit
+    /// (clients such as Python's `websockets` refuse frames over 1 MiB).
+    #[arg(long, env = "RUNTIMEUSE_MAX_RESULT_FRAME_BYTES", default_value_t = 1_000_000)]
+    pub max_result_frame_bytes: usize,
     /// Seconds to wait for late artifact file events when a session ends.
     #[arg(long, env = "RUNTIMEUSE_ARTIFACT_GRACE", default_value_t = 3.0)]
     pub artifact_grace: f64,

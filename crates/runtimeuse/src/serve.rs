@@ -48,6 +48,7 @@ fn session_config(args: &ServeArgs) -> anyhow::Result<SessionConfig> {
     }
     config.heartbeat_interval = heartbeat;
     config.commands.capture_limit = args.capture_limit;
+    config.max_result_frame_bytes = args.max_result_frame_bytes;
     config.commands.kill_grace = seconds("kill-grace", args.kill_grace)?;
     config.artifacts.late_event_grace = seconds("artifact-grace", args.artifact_grace)?;
     config.artifacts.handshake_timeout =

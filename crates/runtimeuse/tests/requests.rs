@@ -244,3 +244,23 @@ async fn agent_env_is_merged_and_visible_to_commands_not_to_the_runtime() {
     let (_, result) = peer.until_terminal().await;
     assert_eq!(result["results"][0]["stdout"], "1-2-haspath\n");
 }
+
+#[tokio::test]
+async fn result_frames_stay_under_the_clients_frame_limit_while_streaming_keeps_all() {
+    // Default capture limit (10 MiB), but the result frame is kept under 1 MB so that
+    // clients with a 1 MiB frame limit (Python websockets) still receive it.
+    let runtime = start_runtime(|_| {}).await;
+    let mut peer = Peer::connect(&runtime.ws_url()).await;
+    peer.send(command_execution(&["seq 1 400000", "echo small"])).await;
+    let (before, result) = peer.until_terminal().await;
+    let encoded = result.to_string().len();
+    assert!(encoded <= 1_000_000, "result frame of {encoded} bytes");
+    let first = &result["results"][0];
+    assert_eq!(first["stdout_truncated"], true);
+    let kept = first["stdout"].as_str().unwrap();
+    assert!(kept.starts_with("1\n2\n3\n") && kept.len() > 800_000, "{}", kept.len());
+    assert_eq!(result["results"][1]["stdout"], "small\n");
+    let streamed = output_text(&before, "stdout");
+    assert!(streamed.starts_with("1\n2\n") && streamed.ends_with("399999\n400000\nsmall\n"));
+    assert_eq!(streamed.lines().count(), 400_001);
+}

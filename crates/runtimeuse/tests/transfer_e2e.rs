@@ -121,9 +121,9 @@ async fn written_file_is_announced_before_the_result_and_uploaded() {
     assert_eq!(requests[0]["filepath"], json!(canonical));
     assert_eq!(result["data"]["text"], format!("wrote {}", target.display()));
 
-    let uploads = files
-        .wait_for_uploads("bucket/report.txt", 1, Duration::from_secs(10))
-        .await;
+    // WRITE_FILE returns once its upload is done, so no waiting here.
+    let uploads = files.uploads("bucket/report.txt");
+    assert_eq!(uploads.len(), 1, "result arrived before the upload finished");
     assert_eq!(uploads[0].body.as_deref(), Some(&b"quarterly numbers"[..]));
     assert_eq!(uploads[0].content_type.as_deref(), Some("text/plain"));
 }
@@ -205,8 +205,8 @@ async fn a_client_leaving_with_unanswered_upload_requests_ends_its_session_promp
     message["artifacts_dirs"] = json!([artifacts]);
     let mut peer = Peer::connect(&runtime.ws_url()).await;
     peer.send(message).await;
-    let (before, _) = peer.until_terminal().await;
-    assert_eq!(of_type(&before, "artifact_upload_request_message").len(), 1);
+    let request = peer.recv().await;
+    assert_eq!(request["message_type"], "artifact_upload_request_message");
     peer.close().await;
 
     let health = format!("{}/health", runtime.http_url());
@@ -223,4 +223,35 @@ async fn a_client_leaving_with_unanswered_upload_requests_ends_its_session_promp
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+#[tokio::test]
+async fn the_result_waits_for_the_answer_about_a_file_written_at_the_very_end() {
+    let files = BlobServer::start().await;
+    let runtime = start_runtime(|_| {}).await;
+    let dir = tempfile::tempdir().unwrap();
+    let artifacts = dir.path().join("a");
+    let mut message = command_execution(&[&format!("echo last > {}/last.txt", artifacts.display())]);
+    message["artifacts_dirs"] = json!([artifacts]);
+    let mut peer = Peer::connect(&runtime.ws_url()).await;
+    peer.send(message).await;
+    let request = peer.recv().await;
+    assert_eq!(request["message_type"], "artifact_upload_request_message", "{request}");
+    // A slow presigning callback: the command has long finished, but no terminal may
+    // come before the answer (the Python client stops answering once it has a result).
+    let early = tokio::time::timeout(Duration::from_millis(500), peer.recv()).await;
+    assert!(early.is_err(), "terminal sent before the upload request was answered: {early:?}");
+    peer.send(json!({
+        "message_type": "artifact_upload_response_message",
+        "filename": "last.txt",
+        "filepath": request["filepath"],
+        "presigned_url": files.url("bucket/last.txt"),
+        "content_type": "text/plain",
+    }))
+    .await;
+    let (_, result) = peer.until_terminal().await;
+    assert_eq!(result["results"][0]["exit_code"], 0);
+    peer.close().await;
+    let uploads = files.wait_for_uploads("bucket/last.txt", 1, Duration::from_secs(10)).await;
+    assert_eq!(uploads[0].body.as_deref(), Some(&b"last\n"[..]));
 }

@@ -50,27 +50,15 @@ impl Artifacts {
 
     async fn wait_for_handshakes(&self) {
         let shared = &self.inner.shared;
-        let deadline = Instant::now() + shared.options.handshake_timeout;
-        let mut changes = shared.subscribe();
-        loop {
-            changes.borrow_and_update();
-            let pending = shared.pending_handshakes();
-            if pending == 0 {
-                return;
-            }
-            if shared.outbox.is_closed() {
-                debug!(pending, "client gone; not waiting for upload responses");
-                shared.abandon_handshakes();
-                return;
-            }
-            tokio::select! {
-                changed = changes.changed() => if changed.is_err() { return },
-                () = shared.outbox.closed() => {}
-                () = tokio::time::sleep_until(deadline) => {
-                    warn!(pending, "timed out waiting for upload responses");
-                    return;
-                }
-            }
+        if self.wait_answered(shared.options.handshake_timeout).await {
+            return;
+        }
+        let pending = shared.pending_handshakes();
+        if shared.outbox.is_closed() {
+            debug!(pending, "client gone; not waiting for upload responses");
+            shared.abandon_handshakes();
+        } else {
+            warn!(pending, "timed out waiting for upload responses");
         }
     }
 

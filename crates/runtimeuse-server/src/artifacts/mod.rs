@@ -43,10 +43,13 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use self::ignore_rules::Root;
-use self::scan::{file_signature, walk_files};
+use self::scan::{Signature, file_signature, walk_files};
 use self::shared::Shared;
 use crate::outbox::Outbox;
 use crate::upload::RetryPolicy;
+
+/// Time for a file-system event that just happened to reach the event task.
+const EVENT_DELIVERY: Duration = Duration::from_millis(25);
 
 /// Timings of the artifact machinery.
 #[derive(Debug, Clone)]
@@ -62,6 +65,9 @@ pub struct ArtifactOptions {
     pub stability_window: Duration,
     /// Retries of the presigned PUT.
     pub retry: RetryPolicy,
+    /// How long a request's terminal message waits for the client to answer the upload
+    /// requests sent before it (see [`Artifacts::wait_answered`]).
+    pub result_hold: Duration,
 }
 
 impl Default for ArtifactOptions {
@@ -72,6 +78,7 @@ impl Default for ArtifactOptions {
             upload_timeout: Duration::from_secs(30),
             stability_window: Duration::from_millis(500),
             retry: RetryPolicy::default(),
+            result_hold: Duration::from_secs(10),
         }
     }
 }
@@ -285,6 +292,25 @@ impl Artifacts {
     /// and at once for a path that is missing, empty, ignored or not under a watched
     /// directory.
     pub async fn wait_picked_up(&self, path: &Path, timeout: Duration) -> bool {
+        self.wait_for_version(path, timeout, Shared::sent_signature)
+            .await
+    }
+
+    /// Waits until the current version of `path` has been uploaded (the client answered
+    /// its request and the `PUT` succeeded). False after `timeout`, and at once for a path
+    /// that is missing, empty, ignored or not under a watched directory.
+    pub async fn wait_uploaded(&self, path: &Path, timeout: Duration) -> bool {
+        self.wait_for_version(path, timeout, Shared::uploaded_signature)
+            .await
+    }
+
+    /// Waits until `reached(path)` equals the file's current signature.
+    async fn wait_for_version(
+        &self,
+        path: &Path,
+        timeout: Duration,
+        reached: fn(&Shared, &Path) -> Option<Signature>,
+    ) -> bool {
         let Ok(path) = std::fs::canonicalize(path) else {
             return false;
         };
@@ -299,12 +325,54 @@ impl Artifacts {
             let Some(now) = file_signature(&path).filter(|s| s.len > 0) else {
                 return false;
             };
-            if shared.sent_signature(&path) == Some(now) {
+            if reached(shared, &path) == Some(now) {
                 return true;
             }
             match tokio::time::timeout_at(deadline, changes.changed()).await {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) | Err(_) => return false,
+            }
+        }
+    }
+
+    /// Waits until every upload request sent so far has been answered by the client, the
+    /// client is gone, or `timeout` passes; returns whether none is left pending.
+    pub async fn wait_answered(&self, timeout: Duration) -> bool {
+        self.wait_until_zero(timeout, Shared::pending_handshakes).await
+    }
+
+    /// Waits until files already closed by their writers have been announced and every
+    /// announcement has been answered (bounded by `timeout`, ended early when the client
+    /// leaves); returns whether all settled.
+    ///
+    /// A request's terminal message is held back by this: some clients (the Python one)
+    /// stop answering upload requests once they have their result, so a file written just
+    /// before the end must be announced and answered first.
+    pub async fn wait_settled(&self, timeout: Duration) -> bool {
+        if !self.is_watching() {
+            return true;
+        }
+        // Let close events that happened just now reach the event task.
+        tokio::time::sleep(EVENT_DELIVERY).await;
+        self.wait_until_zero(timeout, Shared::unsettled).await
+    }
+
+    async fn wait_until_zero(&self, timeout: Duration, count: fn(&Shared) -> usize) -> bool {
+        let shared = &self.inner.shared;
+        let deadline = Instant::now() + timeout;
+        let mut changes = shared.subscribe();
+        loop {
+            changes.borrow_and_update();
+            if count(shared) == 0 {
+                return true;
+            }
+            if shared.outbox.is_closed() {
+                return false;
+            }
+            tokio::select! {
+                changed = changes.changed() => if changed.is_err() { return false },
+                () = shared.outbox.closed() => return false,
+                () = tokio::time::sleep_until(deadline) => return false,
             }
         }
     }

@@ -49,7 +49,11 @@ pub(super) async fn run(
         for path in ready.drain(..) {
             shared.announce(path).await;
         }
+        // Published only after the announcements, so that a waiter never sees a file
+        // neither pending as a candidate nor pending as a handshake.
+        shared.set_closed_candidates(readiness.closed_pending());
     }
+    shared.set_closed_candidates(0);
     // No more events will come: take in what is queued and settle every candidate now.
     while let Ok(event) = events.try_recv() {
         readiness.handle(&shared, event);

@@ -67,6 +67,12 @@ impl Readiness {
         }
     }
 
+    /// Candidates whose writer already closed them: they become ready within the settle
+    /// delay, so a request's result should wait for their announcement.
+    pub(super) fn closed_pending(&self) -> usize {
+        self.candidates.values().filter(|c| c.closed).count()
+    }
+
     /// When [`Readiness::poll`] has work next.
     pub(super) fn next_due(&self) -> Option<Instant> {
         self.timers.peek().map(|Reverse((due, _))| *due)

@@ -40,6 +40,10 @@ pub(super) struct State {
     rounds: HashMap<PathBuf, Round>,
     /// Running uploads; the abort handle arrives just after the task is spawned.
     uploads: HashMap<u64, Option<AbortHandle>>,
+    /// Per file, the version (as announced) whose upload last succeeded.
+    uploaded: HashMap<PathBuf, Signature>,
+    /// Closed files not yet announced (see `Readiness::closed_pending`).
+    closed_candidates: usize,
     next_upload: u64,
 }
 
@@ -189,6 +193,23 @@ impl Shared {
         self.lock().rounds.get(path).and_then(|r| r.sent)
     }
 
+    /// Publishes how many closed files await their announcement.
+    pub(super) fn set_closed_candidates(&self, count: usize) {
+        let changed = {
+            let mut state = self.lock();
+            std::mem::replace(&mut state.closed_candidates, count) != count
+        };
+        if changed {
+            self.bump();
+        }
+    }
+
+    /// Closed files not yet announced plus handshakes waiting for the client.
+    pub(super) fn unsettled(&self) -> usize {
+        let state = self.lock();
+        state.closed_candidates + state.rounds.values().filter(|r| r.pending).count()
+    }
+
     /// Handshakes waiting for the client.
     pub(super) fn pending_handshakes(&self) -> usize {
         self.lock().rounds.values().filter(|r| r.pending).count()
@@ -208,6 +229,19 @@ impl Shared {
         if let Some(slot) = self.lock().uploads.get_mut(&id) {
             *slot = Some(handle);
         }
+    }
+
+    /// Records that the version of `path` announced last was uploaded.
+    pub(super) fn record_uploaded(&self, path: &Path) {
+        let mut state = self.lock();
+        if let Some(sig) = state.rounds.get(path).and_then(|r| r.sent) {
+            state.uploaded.insert(path.to_path_buf(), sig);
+        }
+    }
+
+    /// The version of `path` whose upload last succeeded.
+    pub(super) fn uploaded_signature(&self, path: &Path) -> Option<Signature> {
+        self.lock().uploaded.get(path).copied()
     }
 
     /// Forgets upload `id` (finished, failed or aborted).

@@ -41,6 +41,7 @@ pub(super) fn spawn(
         let elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         match result {
             Ok(bytes) => {
+                shared.record_uploaded(&path);
                 info!(path = %path.display(), %target, bytes, elapsed_ms, "artifact uploaded");
             }
             Err(e) => {
