@@ -156,10 +156,34 @@ fn merged_dirs(dirs: Option<&Vec<String>>, single: Option<&String>) -> Vec<Strin
     out
 }
 
+/// What every request message carries besides its work: how it is logged, what is
+/// redacted, which directories are watched for artifacts.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RequestEnvelope {
+    /// Caller-defined id, for logs.
+    pub source_id: Option<String>,
+    /// Values to redact.
+    pub secrets_to_redact: Vec<String>,
+    /// `artifacts_dirs` plus the deprecated `artifacts_dir`, in order, without duplicates.
+    pub artifacts_dirs: Vec<String>,
+    /// Gitignore-syntax rules for those directories.
+    pub artifacts_ignore_content: Option<String>,
+}
+
 impl Invocation {
     /// All artifact directories of this message (`artifacts_dirs` plus `artifacts_dir`).
     pub fn all_artifacts_dirs(&self) -> Vec<String> {
         merged_dirs(self.artifacts_dirs.as_ref(), self.artifacts_dir.as_ref())
+    }
+
+    /// The request-wide settings of this message.
+    pub fn envelope(&self) -> RequestEnvelope {
+        RequestEnvelope {
+            source_id: self.source_id.clone(),
+            secrets_to_redact: self.secrets_to_redact.clone(),
+            artifacts_dirs: self.all_artifacts_dirs(),
+            artifacts_ignore_content: self.artifacts_ignore_content.clone(),
+        }
     }
 }
 
@@ -167,5 +191,15 @@ impl CommandExecution {
     /// All artifact directories of this message (`artifacts_dirs` plus `artifacts_dir`).
     pub fn all_artifacts_dirs(&self) -> Vec<String> {
         merged_dirs(self.artifacts_dirs.as_ref(), self.artifacts_dir.as_ref())
+    }
+
+    /// The request-wide settings of this message.
+    pub fn envelope(&self) -> RequestEnvelope {
+        RequestEnvelope {
+            source_id: self.source_id.clone(),
+            secrets_to_redact: self.secrets_to_redact.clone(),
+            artifacts_dirs: self.all_artifacts_dirs(),
+            artifacts_ignore_content: self.artifacts_ignore_content.clone(),
+        }
     }
 }

@@ -18,6 +18,7 @@ mod server;
 
 pub use client::{
     ArtifactUploadResponse, ClientMessage, Command, CommandExecution, Downloadable, Invocation,
+    RequestEnvelope,
 };
 pub use parse::{Incoming, ParseError, parse_client_frame, parse_server_frame};
 pub use server::{

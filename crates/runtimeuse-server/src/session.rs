@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use runtimeuse_protocol::{ClientMessage, ErrorMessage, Incoming, ServerMessage, parse_client_frame};
+use runtimeuse_protocol::{
+    ClientMessage, ErrorMessage, Incoming, RequestEnvelope, ServerMessage, parse_client_frame,
+};
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -195,24 +197,14 @@ impl Session {
         };
         match message {
             ClientMessage::InvocationMessage(invocation) => {
-                let dirs = invocation.all_artifacts_dirs();
-                let ignore = invocation.artifacts_ignore_content.clone();
-                let source_id = invocation.source_id.clone();
-                let secrets = invocation.secrets_to_redact.clone();
-                self.start(source_id, &secrets, &dirs, ignore.as_deref(), move |ctx| {
-                    run_invocation(ctx, invocation)
-                })
-                .await;
+                let envelope = invocation.envelope();
+                self.start(envelope, move |ctx| run_invocation(ctx, invocation))
+                    .await;
             }
             ClientMessage::CommandExecutionMessage(execution) => {
-                let dirs = execution.all_artifacts_dirs();
-                let ignore = execution.artifacts_ignore_content.clone();
-                let source_id = execution.source_id.clone();
-                let secrets = execution.secrets_to_redact.clone();
-                self.start(source_id, &secrets, &dirs, ignore.as_deref(), move |ctx| {
-                    run_command_execution(ctx, execution)
-                })
-                .await;
+                let envelope = execution.envelope();
+                self.start(envelope, move |ctx| run_command_execution(ctx, execution))
+                    .await;
             }
             ClientMessage::ArtifactUploadResponseMessage(response) => {
                 self.artifacts.on_upload_response(response);
@@ -229,19 +221,13 @@ impl Session {
         Flow::Continue
     }
 
-    async fn start<F, Fut>(
-        &mut self,
-        source_id: Option<String>,
-        secrets: &[String],
-        dirs: &[String],
-        ignore: Option<&str>,
-        work: F,
-    ) where
+    async fn start<F, Fut>(&mut self, envelope: RequestEnvelope, work: F)
+    where
         F: FnOnce(RequestContext) -> Fut,
         Fut: Future<Output = ServerMessage> + Send + 'static,
     {
         // Secrets first: even the refusal below must not echo them.
-        let redactor = Redactor::new(secrets);
+        let redactor = Redactor::new(&envelope.secrets_to_redact);
         self.outbox.add_secrets(&redactor);
         register_secrets(&redactor);
         if self.current.is_some() {
@@ -253,7 +239,8 @@ impl Session {
                 .await;
             return;
         }
-        if let Err(e) = self.artifacts.watch(dirs, ignore) {
+        let ignore = envelope.artifacts_ignore_content.as_deref();
+        if let Err(e) = self.artifacts.watch(&envelope.artifacts_dirs, ignore) {
             let _ = self.outbox.send(ServerMessage::error(e.to_string())).await;
             return;
         }
@@ -264,7 +251,8 @@ impl Session {
             artifacts: self.artifacts.clone(),
             cancel: cancel.clone(),
         };
-        let span = info_span!("request", source_id = source_id.as_deref().unwrap_or(""));
+        let source_id = envelope.source_id.as_deref().unwrap_or("");
+        let span = info_span!("request", source_id);
         span.in_scope(|| info!("request started"));
         let handle = tokio::spawn(work(ctx).instrument(span));
         self.current = Some(Running { cancel, handle });

@@ -87,11 +87,7 @@ async fn sigterm_cancels_requests_kills_their_processes_and_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
     let pid_file = dir.path().join("pid");
     let mut peer = Peer::connect(&url).await;
-    let command = format!(
-        "sh -c 'trap \"\" TERM; echo $$ > {}; exec sleep 1000' & wait",
-        pid_file.display()
-    );
-    peer.send(command_execution(&[&command])).await;
+    peer.send(command_execution(&[&common::grandchild_command(&pid_file)])).await;
     let grandchild = read_pid_file(&pid_file).await;
 
     let started = Instant::now();

@@ -5,16 +5,11 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Peer, command_execution, invocation, read_pid_file, start_runtime, wait_gone};
+use common::{
+    Peer, command_execution, grandchild_command, invocation, read_pid_file, start_runtime,
+    wait_gone,
+};
 use serde_json::json;
-
-fn grandchild_command(pid_file: &std::path::Path) -> String {
-    // The shell starts a grandchild that ignores SIGTERM, records its pid, and waits.
-    format!(
-        "sh -c 'trap \"\" TERM; echo $$ > {}; exec sleep 1000' & wait",
-        pid_file.display()
-    )
-}
 
 #[tokio::test]
 async fn cancel_ends_the_request_and_kills_grandchildren() {

@@ -199,3 +199,12 @@ pub async fn read_pid_file(path: &std::path::Path) -> i32 {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A command whose shell starts a grandchild that ignores SIGTERM, records its pid in
+/// `pid_file`, and sleeps: what must die when a request is stopped.
+pub fn grandchild_command(pid_file: &std::path::Path) -> String {
+    format!(
+        "sh -c 'trap \"\" TERM; echo $$ > {}; exec sleep 1000' & wait",
+        pid_file.display()
+    )
+}
