@@ -15,11 +15,39 @@ pub const DEFAULT_MAX_RESULT_FRAME_BYTES: usize = 1_000_000;
 /// Cut at least this much per round, so that the loop ends quickly.
 const MIN_CUT: usize = 1024;
 
+/// Counts bytes instead of keeping them: sizes are measured without building a copy of
+/// up to 10 MiB per item.
+#[derive(Default)]
+struct ByteCounter(usize);
+
+impl std::io::Write for ByteCounter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn json_len<T: serde::Serialize + ?Sized>(value: &T) -> usize {
+    let mut counter = ByteCounter::default();
+    match serde_json::to_writer(&mut counter, value) {
+        Ok(()) => counter.0,
+        Err(_) => usize::MAX,
+    }
+}
+
+/// Encoded size of the whole message: its envelope plus the results array.
 fn encoded_len(results: &[CommandResultItem]) -> usize {
-    let message = ServerMessage::CommandExecutionResultMessage(CommandExecutionResultMessage {
-        results: results.to_vec(),
+    let empty = ServerMessage::CommandExecutionResultMessage(CommandExecutionResultMessage {
+        results: Vec::new(),
     });
-    serde_json::to_string(&message).map_or(usize::MAX, |s| s.len())
+    // The empty message holds `[]`; the real array replaces it.
+    json_len(&empty)
+        .saturating_sub(2)
+        .saturating_add(json_len(results))
 }
 
 /// Cuts stdout of `results` (largest first, keeping each one's beginning) until the
@@ -43,7 +71,7 @@ pub fn fit_results(results: &mut [CommandResultItem], limit: usize) {
         };
         // Cut in proportion to how this text encodes (control characters take six bytes
         // each); uneven text may need another round.
-        let encoded = serde_json::to_string(stdout).map_or(stdout.len(), |s| s.len());
+        let encoded = json_len(stdout.as_str());
         let target = encoded.saturating_sub((size - limit).max(MIN_CUT));
         // usize -> u128 is lossless; the product cannot overflow.
         let proportional = target as u128 * stdout.len() as u128 / encoded.max(1) as u128;

@@ -10,9 +10,10 @@
 //! 5. Request round trips on one connection, next to a WebSocket echo server.
 //!
 //! Run with `scripts/bench` or `cargo bench -p runtimeuse --bench runtime`. Environment:
-//! `BENCH_STREAM_MB` (N, default 512), `BENCH_REPS` (streaming runs per path, default 3),
-//! `BENCH_SPAWNS` (default 20), `BENCH_ROUND_TRIPS` (default 200). Exits non-zero when a
-//! count of streamed bytes is off or any request fails.
+//! `BENCH_STREAM_MB` (N, default 512), `BENCH_REPS` (streaming runs per path, default 5),
+//! `BENCH_SPAWNS` (default 20), `BENCH_ROUND_TRIPS` (default 200), `BENCH_RUNTIMEUSE_BIN`
+//! (measure another build, e.g. an unstripped one to profile). Exits non-zero when a count
+//! of streamed bytes is off or any request fails.
 
 #[path = "runtime/client.rs"]
 mod client;
@@ -24,7 +25,6 @@ mod report;
 mod stream;
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
@@ -55,7 +55,7 @@ impl Config {
     fn from_env() -> Result<Self> {
         let config = Config {
             stream_mib: env_number("BENCH_STREAM_MB", 512)?,
-            reps: env_number("BENCH_REPS", 3)?,
+            reps: env_number("BENCH_REPS", 5)?,
             spawns: env_number("BENCH_SPAWNS", 20)?,
             round_trips: env_number("BENCH_ROUND_TRIPS", 200)?,
         };
@@ -92,8 +92,19 @@ fn run() -> Result<()> {
     let config = Config::from_env()?;
     let cpus = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
     println!("runtimeuse benchmarks");
-    println!("  binary: {}", process::BINARY);
+    println!("  binary: {}", process::binary());
     println!("  {cpus} CPUs, load average at start: {}", load_average());
+    // The runtime reads its settings from these too; say so when one changes the figures.
+    let overrides: Vec<String> = std::env::vars()
+        .filter(|(name, _)| name.starts_with("RUNTIMEUSE_") && name != "RUNTIMEUSE_TOKEN")
+        .map(|(name, value)| format!("{name}={value}"))
+        .collect();
+    if !overrides.is_empty() {
+        println!(
+            "  runtime settings from the environment: {}",
+            overrides.join(" ")
+        );
+    }
     // One thread for the client, so that it does not take both cores from the runtime.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -239,19 +250,27 @@ async fn latency(n: usize) -> Result<()> {
 
     section("5. Request round trips on one connection (send to terminal message)");
     let mut table = Table::new(&["", "n", "median", "p99", "median vs baseline"]);
-    let rows: [(&str, &Vec<Duration>, Option<&Vec<Duration>>); 4] = [
+    let rows = [
         (
             "invocation ECHO:x through the runtime",
-            &agent,
-            Some(&floor),
+            &agent[..],
+            Some(&floor[..]),
         ),
         (
             "  baseline: same frame, WebSocket echo server",
-            &floor,
+            &floor[..],
             None,
         ),
-        ("command `true` through the runtime", &command, Some(&shell)),
-        ("  baseline: /bin/sh -c true spawned directly", &shell, None),
+        (
+            "command `true` through the runtime",
+            &command[..],
+            Some(&shell[..]),
+        ),
+        (
+            "  baseline: /bin/sh -c true spawned directly",
+            &shell[..],
+            None,
+        ),
     ];
     for (name, times, baseline) in rows {
         table.row(vec![

@@ -199,6 +199,21 @@ impl Sink<'_> {
 /// trailing bytes were left out because they start a char that may be completed by the
 /// next read.
 fn decode_utf8(bytes: &[u8], out: &mut String) -> usize {
+    // Fast path: nearly all output is valid UTF-8, and the SIMD-accelerated check of the
+    // standard library is much faster than walking the bytes chunk by chunk.
+    match std::str::from_utf8(bytes) {
+        Ok(text) => {
+            out.push_str(text);
+            return 0;
+        }
+        Err(e) if e.error_len().is_none() => {
+            // Valid up to an unfinished char at the very end: hold those bytes back.
+            let valid = e.valid_up_to();
+            out.push_str(std::str::from_utf8(&bytes[..valid]).unwrap_or_default());
+            return bytes.len() - valid;
+        }
+        Err(_) => {}
+    }
     let mut chunks = bytes.utf8_chunks().peekable();
     while let Some(chunk) = chunks.next() {
         out.push_str(chunk.valid());

@@ -117,7 +117,7 @@ pub async fn stream(
         if message["stream"] != "stdout" {
             bail!("{command:?} wrote to {}: {text:?}", message["stream"]);
         }
-        wrong |= text.bytes().any(|b| b != expected);
+        wrong |= !crate::process::all_equal(text.as_bytes(), expected);
         seen.bytes += text.len() as u64;
         seen.frames += 1;
         seen.largest_frame = seen.largest_frame.max(text.len());

@@ -12,12 +12,24 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 /// The release binary built by `cargo bench`.
-pub const BINARY: &str = env!("CARGO_BIN_EXE_runtimeuse");
+const BUILT_BINARY: &str = env!("CARGO_BIN_EXE_runtimeuse");
+
+/// The binary under test: `BENCH_RUNTIMEUSE_BIN` if set (e.g. an unstripped build to
+/// profile), else the one cargo built.
+pub fn binary() -> String {
+    std::env::var("BENCH_RUNTIMEUSE_BIN").unwrap_or_else(|_| BUILT_BINARY.to_owned())
+}
+
+/// Whether every byte of `bytes` is `expected`. Folds without stopping early so that it
+/// vectorises: the check must cost the consumers next to nothing.
+pub fn all_equal(bytes: &[u8], expected: u8) -> bool {
+    bytes.iter().fold(0, |diff, &b| diff | (b ^ expected)) == 0
+}
 
 /// What the binary prints on stdout, before the URL, once it accepts connections.
 const READY_PREFIX: &str = "runtimeuse listening on ";
 
-/// A running `runtimeuse --agent echo --host 127.0.0.1 --port 0`; stopped on drop.
+/// A running `runtimeuse --agent echo --host 127.0.0.1 --port 0 ...`; stopped on drop.
 pub struct Runtime {
     child: Child,
     // Kept open after the ready line so that the runtime never writes to a closed pipe.
@@ -30,17 +42,24 @@ impl Runtime {
     /// Starts the runtime and waits for its ready line; also returns the time from just
     /// before the spawn to that line.
     pub fn start() -> Result<(Self, Duration)> {
+        Self::start_with(&[])
+    }
+
+    /// [`Runtime::start`] with more flags.
+    pub fn start_with(flags: &[&str]) -> Result<(Self, Duration)> {
         let stderr =
             tempfile::NamedTempFile::new().context("creating a file for the runtime's log")?;
         let started = Instant::now();
-        let mut child = Command::new(BINARY)
+        let binary = binary();
+        let mut child = Command::new(&binary)
             .args(["--agent", "echo", "--host", "127.0.0.1", "--port", "0"])
+            .args(flags)
             .env_remove("RUNTIMEUSE_TOKEN")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr.reopen().context("opening the runtime's log")?)
             .spawn()
-            .with_context(|| format!("starting {BINARY}"))?;
+            .with_context(|| format!("starting {binary}"))?;
         let stdout = child
             .stdout
             .take()
@@ -196,7 +215,7 @@ pub fn read_pipe(command: &str, expected: u8) -> Result<Piped> {
         if n == 0 {
             break;
         }
-        wrong |= buf[..n].iter().any(|&b| b != expected);
+        wrong |= !all_equal(&buf[..n], expected);
         bytes += n as u64;
     }
     let status = child.wait()?;
