@@ -30,6 +30,7 @@ fn fast_options() -> ArtifactOptions {
             attempts: 2,
             initial_backoff: Duration::from_millis(20),
         },
+        ..ArtifactOptions::default()
     }
 }
 
