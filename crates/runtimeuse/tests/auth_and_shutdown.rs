@@ -137,3 +137,38 @@ async fn openai_agent_is_the_one_serving_and_needs_a_key() {
     let status = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
     assert_eq!(status.code(), Some(0));
 }
+
+#[tokio::test]
+async fn secrets_never_reach_the_log_even_at_debug_level() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_runtimeuse"))
+        .args(["--agent", "echo", "--host", "127.0.0.1", "--port", "0"])
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn runtimeuse");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let url = line.trim().strip_prefix("runtimeuse listening on ").unwrap().to_owned();
+
+    let secret = "zz-log-secret-42";
+    let mut peer = Peer::connect(&url).await;
+    let mut message = common::invocation(&format!("ERROR:failed with {secret}"));
+    message["source_id"] = serde_json::json!(format!("job-{secret}"));
+    message["secrets_to_redact"] = serde_json::json!([secret]);
+    message["pre_agent_invocation_commands"] =
+        serde_json::json!([{"command": format!("echo {secret}; exit 0")}]);
+    peer.send(message).await;
+    let (_, error) = peer.until_terminal().await;
+    assert_eq!(error["error"], "failed with [REDACTED]");
+    peer.close().await;
+
+    kill(Pid::from_raw(i32::try_from(child.id()).unwrap()), Signal::SIGTERM).unwrap();
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let log = String::from_utf8_lossy(&output.stderr);
+    assert!(log.contains("job-[REDACTED]"), "the source id should be logged, redacted:\n{log}");
+    assert!(!log.contains(secret), "secret in the log:\n{log}");
+}
