@@ -1,0 +1,57 @@
+"""Type stubs of the Rust extension module (crate `runtimeuse-client-py`).
+
+Internal API of the package: use `runtimeuse_client.RuntimeUseClient` instead.
+"""
+
+from typing import Any, Awaitable, Callable, Literal
+
+__version__: str
+
+# Items of `EventStream.next_batch`: ("assistant_message" | "command_output_message" |
+# "heartbeat_message" | "result_message" | "command_execution_result_message", wire dict),
+# ("artifact_upload_request_message", ArtifactUploadRequest) or ("error", error dict with
+# "kind" and "message").
+EventItem = tuple[str, Any]
+
+LateArtifactHandler = Callable[[str, str], Awaitable[tuple[str, str] | None]]
+
+class EventStream:
+    def next_batch(self) -> Awaitable[list[EventItem]]: ...
+    def aclose(self) -> Awaitable[None]: ...
+
+class ArtifactUploadRequest:
+    @property
+    def filename(self) -> str: ...
+    @property
+    def filepath(self) -> str: ...
+    def respond(self, presigned_url: str, content_type: str) -> None: ...
+
+class Client:
+    def __init__(self, ws_url: str) -> None: ...
+    def query(self, message_json: str, idle_timeout: float | None = None) -> EventStream: ...
+    def execute_commands(
+        self, message_json: str, idle_timeout: float | None = None
+    ) -> EventStream: ...
+    def abort(self) -> None: ...
+    def connect(self) -> Awaitable[Session]: ...
+
+class Session:
+    def query(
+        self,
+        message_json: str,
+        idle_timeout: float | None = None,
+        on_late_artifact: LateArtifactHandler | None = None,
+    ) -> EventStream: ...
+    def execute_commands(
+        self,
+        message_json: str,
+        idle_timeout: float | None = None,
+        on_late_artifact: LateArtifactHandler | None = None,
+    ) -> EventStream: ...
+    def abort(self) -> None: ...
+    def close(self, timeout: float) -> Awaitable[str | None]: ...
+
+ErrorKind = Literal[
+    "runtime", "cancelled", "timeout", "connect", "connection_closed", "protocol",
+    "invalid_options", "callback", "other",
+]

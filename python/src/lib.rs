@@ -1,0 +1,30 @@
+//! `runtimeuse_client._native`: the Rust core of the Python package `runtimeuse_client`.
+//!
+//! The WebSocket, message parsing and request state machine are the Rust client's
+//! (`runtimeuse-client`), run on a Tokio runtime owned by this module. Each call is
+//! exposed to Python as an [`EventStream`](stream::NativeEventStream) of `(kind, payload)`
+//! items that the Python layer awaits; it runs the user's callbacks on the caller's event
+//! loop and raises the package's exceptions. Nothing here blocks the event loop: every
+//! wait happens on the Tokio runtime and resolves an `asyncio` future.
+
+mod client;
+mod convert;
+mod options;
+mod stream;
+
+use pyo3::prelude::*;
+
+/// The Tokio runtime shared by every client of this process.
+fn runtime() -> &'static tokio::runtime::Runtime {
+    pyo3_async_runtimes::tokio::get_runtime()
+}
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<client::NativeClient>()?;
+    m.add_class::<client::NativeSession>()?;
+    m.add_class::<stream::NativeEventStream>()?;
+    m.add_class::<stream::ArtifactRequest>()?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}

@@ -1,0 +1,74 @@
+"""The event loop stays free while calls run: the waiting happens in Rust."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from runtimeuse_client import CommandInterface, RuntimeUseClient
+
+from _support import OutputRecorder, exec_options, query_options
+
+
+class Ticker:
+    """Ticks every `interval` on the event loop and records the longest gap."""
+
+    def __init__(self, interval: float = 0.01) -> None:
+        self.interval = interval
+        self.ticks = 0
+        self.longest_gap = 0.0
+        self._task: asyncio.Task | None = None
+
+    async def _run(self) -> None:
+        last = time.monotonic()
+        while True:
+            await asyncio.sleep(self.interval)
+            now = time.monotonic()
+            self.longest_gap = max(self.longest_gap, now - last)
+            self.ticks += 1
+            last = now
+
+    def __enter__(self) -> "Ticker":
+        self._task = asyncio.get_running_loop().create_task(self._run())
+        return self
+
+    def __exit__(self, *exc) -> None:
+        assert self._task is not None
+        self._task.cancel()
+
+
+async def test_loop_keeps_ticking_during_a_large_streamed_output(client):
+    size = 20_000_000
+    out = OutputRecorder(keep_text=False)
+    started = time.monotonic()
+    with Ticker() as ticker:
+        result = await client.execute_commands(
+            commands=[CommandInterface(command=f"head -c {size} /dev/zero | tr '\\0' 'a'")],
+            options=exec_options(on_command_output=out),
+        )
+    elapsed = time.monotonic() - started
+    assert result.results[0].exit_code == 0
+    assert out.sizes["stdout"] == size
+    # The ticker ran all along (10 ms period; generous bounds for a loaded 2-core CI).
+    assert ticker.longest_gap < 0.5, ticker.longest_gap
+    assert ticker.ticks >= elapsed / 0.01 * 0.2, (ticker.ticks, elapsed)
+
+
+async def test_loop_is_free_while_waiting_for_the_runtime(client):
+    with Ticker() as ticker:
+        await client.query(prompt="SLOW:1000", options=query_options())
+    assert ticker.ticks >= 40, ticker.ticks
+    assert ticker.longest_gap < 0.25, ticker.longest_gap
+
+
+async def test_concurrent_calls_run_in_parallel(runtime):
+    client = RuntimeUseClient(ws_url=runtime.url)
+    started = time.monotonic()
+    results = await asyncio.gather(
+        *(client.query(prompt="SLOW:800", options=query_options()) for _ in range(10)),
+        *(client.execute_commands(commands=[CommandInterface(command="sleep 0.8; echo ok")],
+                                  options=exec_options()) for _ in range(5)),
+    )
+    assert time.monotonic() - started < 4
+    assert [r.data.text for r in results[:10]] == ["done"] * 10
+    assert [r.results[0].stdout for r in results[10:]] == ["ok\n"] * 5
