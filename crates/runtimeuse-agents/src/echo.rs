@@ -82,14 +82,21 @@ impl Agent for EchoAgent {
         "echo"
     }
 
-    async fn run(&self, request: AgentRequest, ctx: AgentContext) -> Result<AgentOutput, AgentError> {
+    async fn run(
+        &self,
+        request: AgentRequest,
+        ctx: AgentContext,
+    ) -> Result<AgentOutput, AgentError> {
         match Instruction::parse(&request.user_prompt) {
             Instruction::Echo(rest) | Instruction::Plain(rest) => text(rest),
             Instruction::Structured(json) => {
-                let value: Value = serde_json::from_str(json.trim())
-                    .map_err(|e| bad_prompt(format!("STRUCTURED: payload is not valid JSON: {e}")))?;
+                let value: Value = serde_json::from_str(json.trim()).map_err(|e| {
+                    bad_prompt(format!("STRUCTURED: payload is not valid JSON: {e}"))
+                })?;
                 if !value.is_object() {
-                    return Err(bad_prompt("STRUCTURED: payload must be a JSON object".into()));
+                    return Err(bad_prompt(
+                        "STRUCTURED: payload must be a JSON object".into(),
+                    ));
                 }
                 let mut output = text("")?;
                 output.data = ResultData::StructuredOutput {
@@ -116,7 +123,8 @@ impl Agent for EchoAgent {
                     if ctx.cancel_token().is_cancelled() {
                         return Err(AgentError::new("cancelled"));
                     }
-                    ctx.assistant_message(vec![format!("message {i} of {n}")]).await;
+                    ctx.assistant_message(vec![format!("message {i} of {n}")])
+                        .await;
                 }
                 text(format!("streamed {n} messages"))
             }
@@ -158,10 +166,16 @@ mod tests {
 
     #[test]
     fn prompts_map_to_instructions_longest_prefix_first() {
-        assert_eq!(Instruction::parse("STREAM_TEXT:hi"), Instruction::StreamText("hi"));
+        assert_eq!(
+            Instruction::parse("STREAM_TEXT:hi"),
+            Instruction::StreamText("hi")
+        );
         assert_eq!(Instruction::parse("STREAM:3"), Instruction::Stream("3"));
         assert_eq!(Instruction::parse("ECHO:a:b"), Instruction::Echo("a:b"));
         assert_eq!(Instruction::parse("hello"), Instruction::Plain("hello"));
-        assert_eq!(Instruction::parse("echo:lower"), Instruction::Plain("echo:lower"));
+        assert_eq!(
+            Instruction::parse("echo:lower"),
+            Instruction::Plain("echo:lower")
+        );
     }
 }

@@ -25,7 +25,11 @@ impl Agent for UnavailableAgent {
         &self.name
     }
 
-    async fn run(&self, _request: AgentRequest, _ctx: AgentContext) -> Result<AgentOutput, AgentError> {
+    async fn run(
+        &self,
+        _request: AgentRequest,
+        _ctx: AgentContext,
+    ) -> Result<AgentOutput, AgentError> {
         Err(AgentError::new(format!(
             "the {} agent is not available in this build: {}",
             self.name, self.reason

@@ -43,18 +43,28 @@ fn full_invocation_from_python_client_keeps_every_field() {
         panic!("wrong variant");
     };
     assert_eq!(inv.source_id.as_deref(), Some("src-1"));
-    assert_eq!(inv.agent_env, Some(BTreeMap::from([("K".into(), "V".into())])));
+    assert_eq!(
+        inv.agent_env,
+        Some(BTreeMap::from([("K".into(), "V".into())]))
+    );
     assert_eq!(inv.secrets_to_redact, vec!["s1"]);
     assert_eq!(inv.all_artifacts_dirs(), vec!["/tmp/a"]);
     assert_eq!(inv.artifacts_ignore_content.as_deref(), Some("*.log"));
     let pre = inv.pre_agent_invocation_commands.unwrap();
     assert_eq!(pre[0].command, "echo pre");
     assert_eq!(pre[0].cwd.as_deref(), Some("/tmp"));
-    assert_eq!(inv.post_agent_invocation_commands.unwrap(), vec![Command::new("echo post")]);
+    assert_eq!(
+        inv.post_agent_invocation_commands.unwrap(),
+        vec![Command::new("echo post")]
+    );
     let download = &inv.pre_agent_downloadables.unwrap()[0];
     assert_eq!(download.download_url, "https://example.com/x.zip");
     assert_eq!(download.working_dir, "/w");
-    assert!(inv.output_format_json_schema_str.unwrap().contains("json_schema"));
+    assert!(
+        inv.output_format_json_schema_str
+            .unwrap()
+            .contains("json_schema")
+    );
 }
 
 #[test]
@@ -77,7 +87,10 @@ fn command_executions_from_python_client_parse() {
 #[test]
 fn control_messages_from_python_client_parse() {
     assert_eq!(client("client_cancel"), ClientMessage::CancelMessage);
-    assert_eq!(client("client_end_session"), ClientMessage::EndSessionMessage);
+    assert_eq!(
+        client("client_end_session"),
+        ClientMessage::EndSessionMessage
+    );
     let ClientMessage::ArtifactUploadResponseMessage(r) = client("client_artifact_upload_response")
     else {
         panic!("wrong variant");
@@ -174,7 +187,10 @@ fn server_messages() -> Vec<(&'static str, ServerMessage)> {
                 filepath: "/out/r.txt".into(),
             }),
         ),
-        ("server_end_session_confirm", ServerMessage::EndSessionConfirmMessage),
+        (
+            "server_end_session_confirm",
+            ServerMessage::EndSessionConfirmMessage,
+        ),
     ]
 }
 
@@ -208,7 +224,14 @@ fn every_known_type_round_trips_through_the_tagged_enums() {
         let message = client(name);
         let text = serde_json::to_string(&message).unwrap();
         let tag = serde_json::from_str::<Value>(&text).unwrap()["message_type"].clone();
-        assert!(ClientMessage::KNOWN_TYPES.contains(&tag.as_str().unwrap()), "{name}");
-        assert_eq!(parse_client_frame(&text), Ok(Incoming::Message(message)), "{name}");
+        assert!(
+            ClientMessage::KNOWN_TYPES.contains(&tag.as_str().unwrap()),
+            "{name}"
+        );
+        assert_eq!(
+            parse_client_frame(&text),
+            Ok(Incoming::Message(message)),
+            "{name}"
+        );
     }
 }

@@ -132,7 +132,10 @@ mod tests {
             .with_writer(RedactingMakeWriter::new(move || sink.clone()))
             .finish();
         tracing::subscriber::with_default(subscriber, || {
-            tracing::info!(token = "log-secret-xyz", "message with log-secret-xyz inside");
+            tracing::info!(
+                token = "log-secret-xyz",
+                "message with log-secret-xyz inside"
+            );
         });
         let text = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
         assert!(text.contains("[REDACTED]"), "{text}");

@@ -115,7 +115,10 @@ where
     }
 }
 
-async fn download_all(ctx: &RequestContext, items: Option<&Vec<Downloadable>>) -> Result<(), Failure> {
+async fn download_all(
+    ctx: &RequestContext,
+    items: Option<&Vec<Downloadable>>,
+) -> Result<(), Failure> {
     for item in items.into_iter().flatten() {
         let path = download(&ctx.config.http, item, &ctx.cancel).await?;
         info!(path = %path.display(), "downloaded");
@@ -132,7 +135,10 @@ async fn run_phase_commands(
         let outcome = run_command(command, &ctx.config.commands, &ctx.outbox, &ctx.cancel).await?;
         if outcome.exit_code != 0 {
             let mut error = named_error(
-                format!("{phase} command failed with exit code: {}", outcome.exit_code),
+                format!(
+                    "{phase} command failed with exit code: {}",
+                    outcome.exit_code
+                ),
                 "CommandFailed",
             );
             error
@@ -184,7 +190,12 @@ async fn invocation_steps(ctx: &RequestContext, inv: Invocation) -> Result<Serve
     let output = run_agent(ctx, request, agent_ctx).await?;
     let data = conform_output(output.data, schema.as_ref())?;
 
-    run_phase_commands(ctx, inv.post_agent_invocation_commands.as_ref(), "post-agent").await?;
+    run_phase_commands(
+        ctx,
+        inv.post_agent_invocation_commands.as_ref(),
+        "post-agent",
+    )
+    .await?;
     Ok(ServerMessage::ResultMessage(ResultMessage {
         data,
         metadata: output.metadata,

@@ -113,7 +113,11 @@ mod tests {
         assert!(encoded_len(&results) <= 50_000);
         assert_eq!(results[0], item(&"a".repeat(5000)));
         let cut = results[1].stdout.as_deref().unwrap();
-        assert!(cut.len() > 40_000 && cut.chars().all(|c| c == 'b'), "{}", cut.len());
+        assert!(
+            cut.len() > 40_000 && cut.chars().all(|c| c == 'b'),
+            "{}",
+            cut.len()
+        );
         assert_eq!(results[1].stdout_truncated, Some(true));
     }
 

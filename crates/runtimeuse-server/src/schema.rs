@@ -20,7 +20,8 @@ pub enum SchemaError {
 /// wrapper yields `S`; anything else is taken as a bare JSON schema. The schema is
 /// compiled once here so that a bad schema fails the request before any work is done.
 pub fn parse_output_schema(raw: &str) -> Result<Value, SchemaError> {
-    let value: Value = serde_json::from_str(raw).map_err(|e| SchemaError::NotJson(e.to_string()))?;
+    let value: Value =
+        serde_json::from_str(raw).map_err(|e| SchemaError::NotJson(e.to_string()))?;
     let schema = match &value {
         Value::Object(map)
             if map.get("type").and_then(Value::as_str) == Some("json_schema")
@@ -64,7 +65,10 @@ mod tests {
     #[test]
     fn wrapper_is_unwrapped_and_bare_schema_accepted() {
         let wrapped = r#"{"type":"json_schema","schema":{"type":"object"}}"#;
-        assert_eq!(parse_output_schema(wrapped).unwrap(), json!({"type":"object"}));
+        assert_eq!(
+            parse_output_schema(wrapped).unwrap(),
+            json!({"type":"object"})
+        );
         let bare = r#"{"type":"object","properties":{"a":{"type":"integer"}}}"#;
         assert_eq!(
             parse_output_schema(bare).unwrap()["properties"]["a"]["type"],
@@ -74,7 +78,10 @@ mod tests {
 
     #[test]
     fn invalid_json_and_invalid_schema_are_errors() {
-        assert!(matches!(parse_output_schema("{"), Err(SchemaError::NotJson(_))));
+        assert!(matches!(
+            parse_output_schema("{"),
+            Err(SchemaError::NotJson(_))
+        ));
         assert!(matches!(
             parse_output_schema(r#"{"type": 12}"#),
             Err(SchemaError::InvalidSchema(_))
@@ -83,7 +90,8 @@ mod tests {
 
     #[test]
     fn validation_reports_mismatches() {
-        let schema = json!({"type":"object","properties":{"n":{"type":"integer"}},"required":["n"]});
+        let schema =
+            json!({"type":"object","properties":{"n":{"type":"integer"}},"required":["n"]});
         assert!(validate(&schema, &json!({"n": 3})).is_ok());
         let err = validate(&schema, &json!({"n": "x"})).unwrap_err();
         assert!(err.to_string().contains("/n"), "{err}");

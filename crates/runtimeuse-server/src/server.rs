@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
 use axum::extract::State;
+use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
 use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -122,10 +122,14 @@ impl Server {
     pub async fn bind(config: ServerConfig) -> Result<Self, ServerError> {
         let listener = tokio::net::TcpListener::bind(config.addr)
             .await
-            .map_err(|source| ServerError::Bind { addr: config.addr, source })?;
-        let addr = listener
-            .local_addr()
-            .map_err(|source| ServerError::Bind { addr: config.addr, source })?;
+            .map_err(|source| ServerError::Bind {
+                addr: config.addr,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| ServerError::Bind {
+            addr: config.addr,
+            source,
+        })?;
         Ok(Self {
             listener,
             addr,
@@ -146,7 +150,11 @@ impl Server {
         let shutdown = CancellationToken::new();
         let addr = self.addr;
         let task = tokio::spawn(self.run_until(shutdown.clone()));
-        ServerHandle { addr, shutdown, task }
+        ServerHandle {
+            addr,
+            shutdown,
+            task,
+        }
     }
 
     /// Serves until `shutdown` fires; then stops accepting, lets every session cancel its
@@ -169,7 +177,10 @@ impl Server {
             .with_graceful_shutdown(shutdown.clone().cancelled_owned());
         let served = serve.await.map_err(ServerError::Serve);
         state.tracker.close();
-        if tokio::time::timeout(self.shutdown_timeout, state.tracker.wait()).await.is_err() {
+        if tokio::time::timeout(self.shutdown_timeout, state.tracker.wait())
+            .await
+            .is_err()
+        {
             warn!("sessions did not finish within the shutdown timeout");
         }
         info!("stopped");
@@ -191,7 +202,10 @@ fn presented_token<'a>(headers: &'a HeaderMap, uri: &'a Uri) -> Option<std::borr
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(|t| std::borrow::Cow::Borrowed(t.trim()));
     bearer.or_else(|| {
         url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
@@ -202,7 +216,11 @@ fn presented_token<'a>(headers: &'a HeaderMap, uri: &'a Uri) -> Option<std::borr
 
 /// Compares in time independent of where the strings differ.
 fn same_token(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
 }
 
 async fn upgrade(
@@ -223,7 +241,11 @@ async fn upgrade(
         Err(rejection) => return rejection.into_response(),
     };
     if state.shutdown.is_cancelled() {
-        return (StatusCode::SERVICE_UNAVAILABLE, "runtime is shutting down\n").into_response();
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "runtime is shutting down\n",
+        )
+            .into_response();
     }
     let tracker = state.tracker.clone();
     ws.on_upgrade(move |socket| {

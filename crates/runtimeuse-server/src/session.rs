@@ -23,8 +23,8 @@ use crate::command::CommandOptions;
 use crate::logging::register_secrets;
 use crate::outbox::{DEFAULT_OUTBOX_CAPACITY, Outbox};
 use crate::redact::Redactor;
-use crate::result_size::DEFAULT_MAX_RESULT_FRAME_BYTES;
 use crate::request::{RequestContext, run_command_execution, run_invocation};
+use crate::result_size::DEFAULT_MAX_RESULT_FRAME_BYTES;
 
 /// Default interval between heartbeats while a request runs.
 pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(15);
@@ -118,7 +118,11 @@ impl Session {
     /// A session that sends through `outbox`.
     pub fn new(config: Arc<SessionConfig>, outbox: Outbox) -> Self {
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-        let artifacts = Artifacts::new(outbox.clone(), config.http.clone(), config.artifacts.clone());
+        let artifacts = Artifacts::new(
+            outbox.clone(),
+            config.http.clone(),
+            config.artifacts.clone(),
+        );
         Self {
             config,
             outbox,
@@ -130,7 +134,11 @@ impl Session {
 
     /// Serves frames from `inbound` until the client ends the session, leaves, or
     /// `shutdown` fires; then cancels what runs and drains artifacts.
-    pub async fn run(mut self, mut inbound: mpsc::Receiver<String>, shutdown: CancellationToken) -> SessionEnd {
+    pub async fn run(
+        mut self,
+        mut inbound: mpsc::Receiver<String>,
+        shutdown: CancellationToken,
+    ) -> SessionEnd {
         let span = info_span!("session", id = self.id);
         async move {
             info!("session started");
@@ -143,7 +151,11 @@ impl Session {
         .await
     }
 
-    async fn serve(&mut self, inbound: &mut mpsc::Receiver<String>, shutdown: &CancellationToken) -> SessionEnd {
+    async fn serve(
+        &mut self,
+        inbound: &mut mpsc::Receiver<String>,
+        shutdown: &CancellationToken,
+    ) -> SessionEnd {
         loop {
             let request_done = async {
                 match self.current.as_mut() {
@@ -285,7 +297,10 @@ impl Session {
             }
         }
         if end == SessionEnd::EndSession {
-            let _ = self.outbox.send(ServerMessage::EndSessionConfirmMessage).await;
+            let _ = self
+                .outbox
+                .send(ServerMessage::EndSessionConfirmMessage)
+                .await;
         }
     }
 
@@ -299,7 +314,9 @@ impl Session {
             )) => {
                 let _ = self
                     .outbox
-                    .send(ServerMessage::error("The session is closing; no new requests are accepted"))
+                    .send(ServerMessage::error(
+                        "The session is closing; no new requests are accepted",
+                    ))
                     .await;
             }
             _ => debug!("frame ignored while the session closes"),

@@ -72,12 +72,20 @@ impl SocketBridge {
             self.ping_interval,
             last_heard.clone(),
         ));
-        let reader = tokio::spawn(read_frames(stream, inbound_tx, client_gone.clone(), last_heard));
+        let reader = tokio::spawn(read_frames(
+            stream,
+            inbound_tx,
+            client_gone.clone(),
+            last_heard,
+        ));
 
         let session = Session::new(self.session, outbox);
         session.run(inbound_rx, shutdown).await;
         close.cancel();
-        if tokio::time::timeout(Duration::from_secs(10), writer).await.is_err() {
+        if tokio::time::timeout(Duration::from_secs(10), writer)
+            .await
+            .is_err()
+        {
             warn!("socket writer did not finish in time");
         }
         reader.abort();
@@ -124,10 +132,13 @@ async fn write_frames(
     // A client that takes longer than this to accept one frame is not reading at all.
     let send_limit = ping_interval.map(|i| i * MISSED_PINGS);
     let send = async |sink: &mut futures_util::stream::SplitSink<WebSocket, Message>,
-                          message: Message|
+                      message: Message|
            -> bool {
         match send_limit {
-            Some(limit) => matches!(tokio::time::timeout(limit, sink.send(message)).await, Ok(Ok(()))),
+            Some(limit) => matches!(
+                tokio::time::timeout(limit, sink.send(message)).await,
+                Ok(Ok(()))
+            ),
             None => sink.send(message).await.is_ok(),
         }
     };

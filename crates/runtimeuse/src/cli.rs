@@ -113,16 +113,28 @@ pub struct ServeArgs {
     pub capture_limit: usize,
     /// Largest command execution result frame in bytes; captured stdout is cut to fit
     /// (clients such as Python's `websockets` refuse frames over 1 MiB).
-    #[arg(long, env = "RUNTIMEUSE_MAX_RESULT_FRAME_BYTES", default_value_t = 1_000_000)]
+    #[arg(
+        long,
+        env = "RUNTIMEUSE_MAX_RESULT_FRAME_BYTES",
+        default_value_t = 1_000_000
+    )]
     pub max_result_frame_bytes: usize,
     /// Seconds to wait for late artifact file events when a session ends.
     #[arg(long, env = "RUNTIMEUSE_ARTIFACT_GRACE", default_value_t = 3.0)]
     pub artifact_grace: f64,
     /// Seconds to wait for the client to answer pending artifact upload requests at the end.
-    #[arg(long, env = "RUNTIMEUSE_ARTIFACT_HANDSHAKE_TIMEOUT", default_value_t = 60.0)]
+    #[arg(
+        long,
+        env = "RUNTIMEUSE_ARTIFACT_HANDSHAKE_TIMEOUT",
+        default_value_t = 60.0
+    )]
     pub artifact_handshake_timeout: f64,
     /// Seconds to wait for running artifact uploads at the end.
-    #[arg(long, env = "RUNTIMEUSE_ARTIFACT_UPLOAD_TIMEOUT", default_value_t = 30.0)]
+    #[arg(
+        long,
+        env = "RUNTIMEUSE_ARTIFACT_UPLOAD_TIMEOUT",
+        default_value_t = 30.0
+    )]
     pub artifact_upload_timeout: f64,
     /// Most model turns (tool-call rounds) per invocation of an LLM agent.
     #[arg(long, env = "RUNTIMEUSE_MAX_TURNS", default_value_t = 10)]

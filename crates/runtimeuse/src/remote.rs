@@ -100,8 +100,8 @@ pub async fn query(args: QueryArgs) -> anyhow::Result<ExitCode> {
     options.timeout = timeout(&args.connect)?;
     options.secrets_to_redact = args.connect.secrets.clone();
     if let Some(path) = &args.schema_file {
-        let schema = std::fs::read_to_string(path)
-            .with_context(|| format!("reading {}", path.display()))?;
+        let schema =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         options = options.output_format_json_schema_str(schema);
     }
     options.validate().context("invalid query options")?;
@@ -113,7 +113,10 @@ pub async fn query(args: QueryArgs) -> anyhow::Result<ExitCode> {
     match &result.data {
         QueryData::Text(text) => println!("{text}"),
         QueryData::StructuredOutput(value) => {
-            println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
+            println!(
+                "{}",
+                serde_json::to_string_pretty(value).unwrap_or_default()
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -51,9 +51,12 @@ fn session_config(args: &ServeArgs) -> anyhow::Result<SessionConfig> {
     config.max_result_frame_bytes = args.max_result_frame_bytes;
     config.commands.kill_grace = seconds("kill-grace", args.kill_grace)?;
     config.artifacts.late_event_grace = seconds("artifact-grace", args.artifact_grace)?;
-    config.artifacts.handshake_timeout =
-        seconds("artifact-handshake-timeout", args.artifact_handshake_timeout)?;
-    config.artifacts.upload_timeout = seconds("artifact-upload-timeout", args.artifact_upload_timeout)?;
+    config.artifacts.handshake_timeout = seconds(
+        "artifact-handshake-timeout",
+        args.artifact_handshake_timeout,
+    )?;
+    config.artifacts.upload_timeout =
+        seconds("artifact-upload-timeout", args.artifact_upload_timeout)?;
     Ok(config)
 }
 
@@ -75,7 +78,10 @@ fn cancel_on_signal(token: CancellationToken) -> anyhow::Result<()> {
 /// Serves until a signal arrives; exit code 0 after a clean shutdown.
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     runtimeuse_server::logging::init("info");
-    let mut config = ServerConfig::new(SocketAddr::new(args.host, args.port), session_config(&args)?);
+    let mut config = ServerConfig::new(
+        SocketAddr::new(args.host, args.port),
+        session_config(&args)?,
+    );
     config.token = args.token.clone();
     let server = Server::bind(config).await?;
     let addr = server.local_addr();

@@ -42,7 +42,9 @@ async fn token_is_enforced_at_the_upgrade() {
 
     let query = format!("{url}?token=t0ken").into_client_request().unwrap();
     assert_eq!(upgrade_status(query).await, 101);
-    let query = format!("{url}any/path?token=wrong").into_client_request().unwrap();
+    let query = format!("{url}any/path?token=wrong")
+        .into_client_request()
+        .unwrap();
     assert_eq!(upgrade_status(query).await, 401);
 }
 
@@ -63,7 +65,16 @@ fn spawn_binary(extra: &[&str]) -> (std::process::Child, String) {
 
 fn spawn_agent(agent: &str, extra: &[&str]) -> (std::process::Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_runtimeuse"))
-        .args(["--agent", agent, "--host", "127.0.0.1", "--port", "0", "--kill-grace", "0.5"])
+        .args([
+            "--agent",
+            agent,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--kill-grace",
+            "0.5",
+        ])
         .args(extra)
         .env_remove("OPENAI_API_KEY")
         .stdout(Stdio::piped())
@@ -72,7 +83,9 @@ fn spawn_agent(agent: &str, extra: &[&str]) -> (std::process::Child, String) {
         .expect("spawn runtimeuse");
     let stdout = child.stdout.take().expect("stdout");
     let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).expect("read startup line");
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("read startup line");
     let url = line
         .trim()
         .strip_prefix("runtimeuse listening on ")
@@ -87,19 +100,37 @@ async fn sigterm_cancels_requests_kills_their_processes_and_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
     let pid_file = dir.path().join("pid");
     let mut peer = Peer::connect(&url).await;
-    peer.send(command_execution(&[&common::grandchild_command(&pid_file)])).await;
+    peer.send(command_execution(&[&common::grandchild_command(&pid_file)]))
+        .await;
     let grandchild = read_pid_file(&pid_file).await;
 
     let started = Instant::now();
-    kill(Pid::from_raw(i32::try_from(child.id()).unwrap()), Signal::SIGTERM).unwrap();
+    kill(
+        Pid::from_raw(i32::try_from(child.id()).unwrap()),
+        Signal::SIGTERM,
+    )
+    .unwrap();
     let rest = peer.until_closed().await;
-    let terminal = rest.iter().find(|m| common::is_terminal(m)).expect("a terminal");
+    let terminal = rest
+        .iter()
+        .find(|m| common::is_terminal(m))
+        .expect("a terminal");
     assert_eq!(terminal["error"], "Request cancelled");
 
-    let status = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(status.code(), Some(0), "runtime exit status {status:?}");
-    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
-    assert!(wait_gone(grandchild, Duration::from_secs(5)).await, "grandchild survived shutdown");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        wait_gone(grandchild, Duration::from_secs(5)).await,
+        "grandchild survived shutdown"
+    );
 }
 
 #[tokio::test]
@@ -108,8 +139,15 @@ async fn sigterm_with_no_sessions_exits_promptly() {
     let health = format!("{}/health", url.replace("ws://", "http://"));
     let body = reqwest::get(&health).await.unwrap().text().await.unwrap();
     assert!(body.contains("\"agent\":\"echo\""), "{body}");
-    kill(Pid::from_raw(i32::try_from(child.id()).unwrap()), Signal::SIGTERM).unwrap();
-    let status = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
+    kill(
+        Pid::from_raw(i32::try_from(child.id()).unwrap()),
+        Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(status.code(), Some(0));
 }
 
@@ -132,9 +170,19 @@ async fn openai_agent_is_the_one_serving_and_needs_a_key() {
     let (_, error) = peer.until_terminal().await;
     assert_eq!(error["message_type"], "error_message");
     assert_eq!(error["metadata"]["error_name"], "MissingApiKey", "{error}");
-    assert!(error["error"].as_str().unwrap().contains("OPENAI_API_KEY"), "{error}");
-    kill(Pid::from_raw(i32::try_from(child.id()).unwrap()), Signal::SIGTERM).unwrap();
-    let status = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
+    assert!(
+        error["error"].as_str().unwrap().contains("OPENAI_API_KEY"),
+        "{error}"
+    );
+    kill(
+        Pid::from_raw(i32::try_from(child.id()).unwrap()),
+        Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(status.code(), Some(0));
 }
 
@@ -148,8 +196,14 @@ async fn secrets_never_reach_the_log_even_at_debug_level() {
         .spawn()
         .expect("spawn runtimeuse");
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let url = line.trim().strip_prefix("runtimeuse listening on ").unwrap().to_owned();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("runtimeuse listening on ")
+        .unwrap()
+        .to_owned();
 
     let secret = "zz-log-secret-42";
     let mut peer = Peer::connect(&url).await;
@@ -163,12 +217,19 @@ async fn secrets_never_reach_the_log_even_at_debug_level() {
     assert_eq!(error["error"], "failed with [REDACTED]");
     peer.close().await;
 
-    kill(Pid::from_raw(i32::try_from(child.id()).unwrap()), Signal::SIGTERM).unwrap();
+    kill(
+        Pid::from_raw(i32::try_from(child.id()).unwrap()),
+        Signal::SIGTERM,
+    )
+    .unwrap();
     let output = tokio::task::spawn_blocking(move || child.wait_with_output())
         .await
         .unwrap()
         .unwrap();
     let log = String::from_utf8_lossy(&output.stderr);
-    assert!(log.contains("job-[REDACTED]"), "the source id should be logged, redacted:\n{log}");
+    assert!(
+        log.contains("job-[REDACTED]"),
+        "the source id should be logged, redacted:\n{log}"
+    );
     assert!(!log.contains(secret), "secret in the log:\n{log}");
 }

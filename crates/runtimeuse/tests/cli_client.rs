@@ -29,7 +29,10 @@ async fn query_prints_assistant_text_then_the_result() {
     let runtime = start_runtime(|_| {}).await;
     let out = run(vec!["query".into(), runtime.ws_url(), "STREAM:2".into()]).await;
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert_eq!(text(&out.stdout), "message 1 of 2\nmessage 2 of 2\nstreamed 2 messages\n");
+    assert_eq!(
+        text(&out.stdout),
+        "message 1 of 2\nmessage 2 of 2\nstreamed 2 messages\n"
+    );
 }
 
 #[tokio::test]
@@ -37,8 +40,11 @@ async fn query_with_a_schema_file_prints_structured_json() {
     let runtime = start_runtime(|_| {}).await;
     let dir = tempfile::tempdir().unwrap();
     let schema = dir.path().join("schema.json");
-    std::fs::write(&schema, r#"{"type":"json_schema","schema":{"type":"object","required":["n"]}}"#)
-        .unwrap();
+    std::fs::write(
+        &schema,
+        r#"{"type":"json_schema","schema":{"type":"object","required":["n"]}}"#,
+    )
+    .unwrap();
     let out = run(vec![
         "query".into(),
         runtime.ws_url(),
@@ -113,8 +119,18 @@ async fn ctrl_c_cancels_the_remote_command_and_exits_130() {
         .spawn()
         .unwrap();
     let remote = common::read_pid_file(&pid_file).await;
-    kill(Pid::from_raw(i32::try_from(child.id()).unwrap()), Signal::SIGINT).unwrap();
-    let status = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
+    kill(
+        Pid::from_raw(i32::try_from(child.id()).unwrap()),
+        Signal::SIGINT,
+    )
+    .unwrap();
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(status.code(), Some(130));
-    assert!(common::wait_gone(remote, Duration::from_secs(5)).await, "remote command survived");
+    assert!(
+        common::wait_gone(remote, Duration::from_secs(5)).await,
+        "remote command survived"
+    );
 }

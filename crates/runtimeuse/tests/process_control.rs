@@ -17,7 +17,8 @@ async fn cancel_ends_the_request_and_kills_grandchildren() {
     let dir = tempfile::tempdir().unwrap();
     let pid_file = dir.path().join("pid");
     let mut peer = Peer::connect(&runtime.ws_url()).await;
-    peer.send(command_execution(&[&grandchild_command(&pid_file)])).await;
+    peer.send(command_execution(&[&grandchild_command(&pid_file)]))
+        .await;
     let pid = read_pid_file(&pid_file).await;
     let started = Instant::now();
     peer.send(json!({"message_type": "cancel_message"})).await;
@@ -26,8 +27,15 @@ async fn cancel_ends_the_request_and_kills_grandchildren() {
         terminal,
         json!({"message_type": "error_message", "error": "Request cancelled", "metadata": {}})
     );
-    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
-    assert!(wait_gone(pid, Duration::from_secs(5)).await, "grandchild {pid} survived cancel");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        wait_gone(pid, Duration::from_secs(5)).await,
+        "grandchild {pid} survived cancel"
+    );
 
     // The session stays open.
     peer.send(invocation("ECHO:after cancel")).await;
@@ -45,7 +53,10 @@ async fn cancel_stops_a_slow_agent_and_is_ignored_when_idle() {
     let started = Instant::now();
     peer.send(json!({"message_type": "cancel_message"})).await;
     let (before, terminal) = peer.until_terminal().await;
-    assert!(before.is_empty(), "idle cancel must not be answered: {before:?}");
+    assert!(
+        before.is_empty(),
+        "idle cancel must not be answered: {before:?}"
+    );
     assert_eq!(terminal["error"], "Request cancelled");
     assert!(started.elapsed() < Duration::from_secs(2));
 }
@@ -72,10 +83,14 @@ async fn disconnect_kills_the_running_process_tree() {
     let dir = tempfile::tempdir().unwrap();
     let pid_file = dir.path().join("pid");
     let mut peer = Peer::connect(&runtime.ws_url()).await;
-    peer.send(command_execution(&[&grandchild_command(&pid_file)])).await;
+    peer.send(command_execution(&[&grandchild_command(&pid_file)]))
+        .await;
     let pid = read_pid_file(&pid_file).await;
     peer.close().await;
-    assert!(wait_gone(pid, Duration::from_secs(5)).await, "grandchild {pid} survived disconnect");
+    assert!(
+        wait_gone(pid, Duration::from_secs(5)).await,
+        "grandchild {pid} survived disconnect"
+    );
 }
 
 #[tokio::test]
@@ -103,7 +118,10 @@ async fn large_output_streams_completely_through_the_socket() {
     assert!(last_text.ends_with("tail-marker\n"));
     assert_eq!(terminal["results"][0]["exit_code"], 0);
     assert_eq!(terminal["results"][0]["stdout_truncated"], true);
-    assert_eq!(terminal["results"][0]["stdout"].as_str().unwrap().len(), 4096);
+    assert_eq!(
+        terminal["results"][0]["stdout"].as_str().unwrap().len(),
+        4096
+    );
 }
 
 #[tokio::test]
@@ -112,12 +130,20 @@ async fn a_client_that_stops_answering_pings_is_dropped_and_its_processes_killed
     let dir = tempfile::tempdir().unwrap();
     let pid_file = dir.path().join("pid");
     let mut peer = Peer::connect(&runtime.ws_url()).await;
-    peer.send(command_execution(&[&grandchild_command(&pid_file)])).await;
+    peer.send(command_execution(&[&grandchild_command(&pid_file)]))
+        .await;
     let pid = read_pid_file(&pid_file).await;
     // The peer stays connected but never reads again, so it never answers a ping.
     let started = Instant::now();
-    assert!(wait_gone(pid, Duration::from_secs(5)).await, "silent client's process survived");
-    assert!(started.elapsed() >= Duration::from_millis(200), "{:?}", started.elapsed());
+    assert!(
+        wait_gone(pid, Duration::from_secs(5)).await,
+        "silent client's process survived"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(200),
+        "{:?}",
+        started.elapsed()
+    );
     drop(peer);
 }
 

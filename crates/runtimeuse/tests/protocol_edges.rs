@@ -17,43 +17,72 @@ async fn malformed_json_gets_error_and_connection_stays_usable() {
     peer.send_raw("{not json").await;
     let error = peer.recv().await;
     assert_eq!(error["message_type"], "error_message");
-    assert!(error["error"].as_str().unwrap().contains("invalid JSON"), "{error}");
+    assert!(
+        error["error"].as_str().unwrap().contains("invalid JSON"),
+        "{error}"
+    );
     assert!(error["metadata"].is_object());
 
     peer.send(invocation("ECHO:still here")).await;
     let (_, result) = peer.until_terminal().await;
-    assert_eq!(result["data"], json!({"type": "text", "text": "still here"}));
+    assert_eq!(
+        result["data"],
+        json!({"type": "text", "text": "still here"})
+    );
 }
 
 #[tokio::test]
 async fn missing_required_field_names_the_field() {
     let runtime = start_runtime(|_| {}).await;
     let mut peer = Peer::connect(&runtime.ws_url()).await;
-    peer.send(json!({"message_type": "invocation_message", "user_prompt": "x", "system_prompt": "s"}))
-        .await;
+    peer.send(
+        json!({"message_type": "invocation_message", "user_prompt": "x", "system_prompt": "s"}),
+    )
+    .await;
     let error = peer.recv().await;
     assert_eq!(error["message_type"], "error_message");
     let text = error["error"].as_str().unwrap();
-    assert!(text.contains("invocation_message") && text.contains("model"), "{text}");
+    assert!(
+        text.contains("invocation_message") && text.contains("model"),
+        "{text}"
+    );
 
-    peer.send(json!({"message_type": "command_execution_message", "commands": null})).await;
+    peer.send(json!({"message_type": "command_execution_message", "commands": null}))
+        .await;
     let error = peer.recv().await;
-    assert!(error["error"].as_str().unwrap().contains("commands"), "{error}");
+    assert!(
+        error["error"].as_str().unwrap().contains("commands"),
+        "{error}"
+    );
 
     peer.send_raw("[1,2]").await;
-    assert!(peer.recv().await["error"].as_str().unwrap().contains("object"));
+    assert!(
+        peer.recv().await["error"]
+            .as_str()
+            .unwrap()
+            .contains("object")
+    );
     peer.send(json!({"no_type": 1})).await;
-    assert!(peer.recv().await["error"].as_str().unwrap().contains("message_type"));
+    assert!(
+        peer.recv().await["error"]
+            .as_str()
+            .unwrap()
+            .contains("message_type")
+    );
 }
 
 #[tokio::test]
 async fn unknown_message_type_is_ignored() {
     let runtime = start_runtime(|_| {}).await;
     let mut peer = Peer::connect(&runtime.ws_url()).await;
-    peer.send(json!({"message_type": "from_the_future", "x": 1})).await;
+    peer.send(json!({"message_type": "from_the_future", "x": 1}))
+        .await;
     peer.send(invocation("ECHO:after unknown")).await;
     let (before, result) = peer.until_terminal().await;
-    assert!(before.is_empty(), "unknown type must not be answered: {before:?}");
+    assert!(
+        before.is_empty(),
+        "unknown type must not be answered: {before:?}"
+    );
     assert_eq!(result["data"]["text"], "after unknown");
 }
 
@@ -81,7 +110,13 @@ async fn second_request_while_one_is_in_flight_is_refused() {
     peer.send(invocation("ECHO:too early")).await;
     let refusal = peer.recv().await;
     assert_eq!(refusal["message_type"], "error_message");
-    assert!(refusal["error"].as_str().unwrap().contains("already in flight"), "{refusal}");
+    assert!(
+        refusal["error"]
+            .as_str()
+            .unwrap()
+            .contains("already in flight"),
+        "{refusal}"
+    );
     let (_, result) = peer.until_terminal().await;
     assert_eq!(result["data"]["text"], "done");
 }
@@ -100,19 +135,30 @@ async fn each_request_gets_exactly_one_terminal() {
         peer.send(request).await;
         peer.until_terminal().await;
     }
-    peer.send(json!({"message_type": "end_session_message"})).await;
+    peer.send(json!({"message_type": "end_session_message"}))
+        .await;
     let rest = peer.until_closed().await;
-    assert!(rest.iter().all(|m| !is_terminal(m)), "extra terminal: {rest:?}");
-    assert_eq!(rest.last().unwrap()["message_type"], "end_session_confirm_message");
+    assert!(
+        rest.iter().all(|m| !is_terminal(m)),
+        "extra terminal: {rest:?}"
+    );
+    assert_eq!(
+        rest.last().unwrap()["message_type"],
+        "end_session_confirm_message"
+    );
 }
 
 #[tokio::test]
 async fn end_session_is_confirmed_then_the_socket_closes() {
     let runtime = start_runtime(|_| {}).await;
     let mut peer = Peer::connect(&runtime.ws_url()).await;
-    peer.send(json!({"message_type": "end_session_message"})).await;
+    peer.send(json!({"message_type": "end_session_message"}))
+        .await;
     let all = peer.until_closed().await;
-    assert_eq!(all, vec![json!({"message_type": "end_session_confirm_message"})]);
+    assert_eq!(
+        all,
+        vec![json!({"message_type": "end_session_confirm_message"})]
+    );
 }
 
 #[tokio::test]
@@ -139,7 +185,11 @@ async fn many_connections_are_served_at_once_each_its_own_session() {
         assert_eq!(echoed, format!("peer {i}"));
     }
     // Eight 300 ms requests in parallel, not in series.
-    assert!(started.elapsed() < Duration::from_millis(2000), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_millis(2000),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]
@@ -169,7 +219,12 @@ async fn an_agent_missing_from_the_build_fails_the_invocation_clearly() {
     peer.send(invocation("hello")).await;
     let (_, error) = peer.until_terminal().await;
     assert_eq!(error["message_type"], "error_message");
-    assert!(error["error"].as_str().unwrap().contains("openai agent is not available"));
+    assert!(
+        error["error"]
+            .as_str()
+            .unwrap()
+            .contains("openai agent is not available")
+    );
     assert_eq!(error["metadata"]["error_name"], "AgentUnavailable");
     // The session survives for command executions.
     peer.send(command_execution(&["echo ok"])).await;

@@ -12,7 +12,10 @@ use serde_json::json;
 async fn echo_prompts_produce_text_results() {
     let runtime = start_runtime(|_| {}).await;
     let mut peer = Peer::connect(&runtime.ws_url()).await;
-    for (prompt, expected) in [("ECHO:hello world", "hello world"), ("just text", "just text")] {
+    for (prompt, expected) in [
+        ("ECHO:hello world", "hello world"),
+        ("just text", "just text"),
+    ] {
         peer.send(invocation(prompt)).await;
         let (_, result) = peer.until_terminal().await;
         assert_eq!(result["message_type"], "result_message");
@@ -45,13 +48,15 @@ async fn structured_output_is_validated_against_the_schema() {
     peer.send(message).await;
     let (_, error) = peer.until_terminal().await;
     assert_eq!(error["message_type"], "error_message");
-    assert!(error["error"].as_str().unwrap().contains("does not match"), "{error}");
+    assert!(
+        error["error"].as_str().unwrap().contains("does not match"),
+        "{error}"
+    );
     assert_eq!(error["metadata"]["error_name"], "StructuredOutputMismatch");
 
     // A bare schema (no wrapper) is accepted too.
     let mut message = invocation(r#"STRUCTURED:{"count": 1}"#);
-    message["output_format_json_schema_str"] =
-        json!(r#"{"type":"object","required":["count"]}"#);
+    message["output_format_json_schema_str"] = json!(r#"{"type":"object","required":["count"]}"#);
     peer.send(message).await;
     let (_, result) = peer.until_terminal().await;
     assert_eq!(result["data"]["structured_output"]["count"], 1);
@@ -67,7 +72,10 @@ async fn structured_output_is_validated_against_the_schema() {
     message["output_format_json_schema_str"] = json!("{broken");
     peer.send(message).await;
     let (_, error) = peer.until_terminal().await;
-    assert!(error["error"].as_str().unwrap().contains("not valid JSON"), "{error}");
+    assert!(
+        error["error"].as_str().unwrap().contains("not valid JSON"),
+        "{error}"
+    );
 }
 
 #[tokio::test]
@@ -86,7 +94,10 @@ async fn stream_prompt_sends_assistant_messages_in_order() {
 
     peer.send(invocation("STREAM_TEXT:one block")).await;
     let (before, result) = peer.until_terminal().await;
-    assert_eq!(before, vec![json!({"message_type": "assistant_message", "text_blocks": ["one block"]})]);
+    assert_eq!(
+        before,
+        vec![json!({"message_type": "assistant_message", "text_blocks": ["one block"]})]
+    );
     assert_eq!(result["data"]["text"], "done");
 }
 
@@ -104,7 +115,8 @@ async fn error_prompt_ends_with_error_and_echo_metadata() {
 
 #[tokio::test]
 async fn heartbeats_are_sent_while_a_request_runs() {
-    let runtime = start_runtime(|c| c.session.heartbeat_interval = Duration::from_millis(100)).await;
+    let runtime =
+        start_runtime(|c| c.session.heartbeat_interval = Duration::from_millis(100)).await;
     let mut peer = Peer::connect(&runtime.ws_url()).await;
     peer.send(invocation("SLOW:650")).await;
     let (before, result) = peer.until_terminal().await;
@@ -112,7 +124,10 @@ async fn heartbeats_are_sent_while_a_request_runs() {
     let beats = of_type(&before, "heartbeat_message");
     assert!((4..=7).contains(&beats.len()), "{} heartbeats", beats.len());
     assert!(beats.iter().all(|b| b["phase"] == "request_in_flight"));
-    let elapsed: Vec<u64> = beats.iter().map(|b| b["elapsed_ms"].as_u64().unwrap()).collect();
+    let elapsed: Vec<u64> = beats
+        .iter()
+        .map(|b| b["elapsed_ms"].as_u64().unwrap())
+        .collect();
     assert!(elapsed.windows(2).all(|w| w[0] < w[1]), "{elapsed:?}");
     assert!(elapsed[0] >= 90, "{elapsed:?}");
 
@@ -120,7 +135,10 @@ async fn heartbeats_are_sent_while_a_request_runs() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     peer.send(invocation("ECHO:quick")).await;
     let (before, _) = peer.until_terminal().await;
-    assert!(of_type(&before, "heartbeat_message").is_empty(), "{before:?}");
+    assert!(
+        of_type(&before, "heartbeat_message").is_empty(),
+        "{before:?}"
+    );
 }
 
 #[tokio::test]
@@ -141,7 +159,12 @@ async fn pre_and_post_commands_run_around_the_agent_with_streamed_output() {
     assert_eq!(output_text(&before, "stdout"), "pre-out\npost-out\n");
     assert_eq!(output_text(&before, "stderr"), "pre-err\n");
     let first = of_type(&before, "command_output_message")[0];
-    assert!(first["command"].as_str().unwrap().starts_with("echo \"$GREETING\""));
+    assert!(
+        first["command"]
+            .as_str()
+            .unwrap()
+            .starts_with("echo \"$GREETING\"")
+    );
 }
 
 #[tokio::test]
@@ -161,7 +184,10 @@ async fn failing_pre_command_stops_the_request_before_the_agent() {
     message["post_agent_invocation_commands"] = json!([{"command": "true"}, {"command": "exit 7"}]);
     peer.send(message).await;
     let (_, error) = peer.until_terminal().await;
-    assert_eq!(error["error"], "post-agent command failed with exit code: 7");
+    assert_eq!(
+        error["error"],
+        "post-agent command failed with exit code: 7"
+    );
 }
 
 #[tokio::test]
@@ -171,7 +197,8 @@ async fn command_execution_stops_after_the_first_failure() {
     let never = dir.path().join("never");
     let mut peer = Peer::connect(&runtime.ws_url()).await;
     let third = format!("touch {}", never.display());
-    peer.send(command_execution(&["echo one", "echo two; exit 4", &third])).await;
+    peer.send(command_execution(&["echo one", "echo two; exit 4", &third]))
+        .await;
     let (before, result) = peer.until_terminal().await;
     assert_eq!(result["message_type"], "command_execution_result_message");
     assert_eq!(
@@ -189,13 +216,20 @@ async fn command_execution_stops_after_the_first_failure() {
 async fn signal_exit_codes_and_truncated_stdout_are_reported() {
     let runtime = start_runtime(|c| c.session.commands.capture_limit = 1000).await;
     let mut peer = Peer::connect(&runtime.ws_url()).await;
-    peer.send(command_execution(&["head -c 5000 /dev/zero | tr '\\0' x", "kill -KILL $$"]))
-        .await;
+    peer.send(command_execution(&[
+        "head -c 5000 /dev/zero | tr '\\0' x",
+        "kill -KILL $$",
+    ]))
+    .await;
     let (before, result) = peer.until_terminal().await;
     let first = &result["results"][0];
     assert_eq!(first["stdout"].as_str().unwrap().len(), 1000);
     assert_eq!(first["stdout_truncated"], true);
-    assert_eq!(output_text(&before, "stdout").len(), 5000, "streaming carries everything");
+    assert_eq!(
+        output_text(&before, "stdout").len(),
+        5000,
+        "streaming carries everything"
+    );
     assert_eq!(result["results"][1]["exit_code"], 137);
     assert!(result["results"][1].get("stdout_truncated").is_none());
 }
@@ -214,11 +248,18 @@ async fn secrets_are_redacted_everywhere_including_split_output() {
     let (before, result) = peer.until_terminal().await;
     let all = format!("{before:?}{result}");
     assert!(!all.contains("hunter2"), "secret leaked: {all}");
-    assert_eq!(output_text(&before, "stdout"), "token=[REDACTED]\nsplit [REDACTED] done\n");
+    assert_eq!(
+        output_text(&before, "stdout"),
+        "token=[REDACTED]\nsplit [REDACTED] done\n"
+    );
     assert_eq!(output_text(&before, "stderr"), "[REDACTED]\n");
     assert_eq!(result["results"][1]["stdout"], "split [REDACTED] done\n");
     // The command strings themselves are redacted too.
-    assert!(before.iter().all(|m| !m["command"].as_str().unwrap_or("").contains("hunter2")));
+    assert!(
+        before
+            .iter()
+            .all(|m| !m["command"].as_str().unwrap_or("").contains("hunter2"))
+    );
 
     let mut message = invocation("ECHO:the hunter2-xyz and a new-secret");
     message["secrets_to_redact"] = json!(["new-secret"]);
@@ -251,14 +292,19 @@ async fn result_frames_stay_under_the_clients_frame_limit_while_streaming_keeps_
     // clients with a 1 MiB frame limit (Python websockets) still receive it.
     let runtime = start_runtime(|_| {}).await;
     let mut peer = Peer::connect(&runtime.ws_url()).await;
-    peer.send(command_execution(&["seq 1 400000", "echo small"])).await;
+    peer.send(command_execution(&["seq 1 400000", "echo small"]))
+        .await;
     let (before, result) = peer.until_terminal().await;
     let encoded = result.to_string().len();
     assert!(encoded <= 1_000_000, "result frame of {encoded} bytes");
     let first = &result["results"][0];
     assert_eq!(first["stdout_truncated"], true);
     let kept = first["stdout"].as_str().unwrap();
-    assert!(kept.starts_with("1\n2\n3\n") && kept.len() > 800_000, "{}", kept.len());
+    assert!(
+        kept.starts_with("1\n2\n3\n") && kept.len() > 800_000,
+        "{}",
+        kept.len()
+    );
     assert_eq!(result["results"][1]["stdout"], "small\n");
     let streamed = output_text(&before, "stdout");
     assert!(streamed.starts_with("1\n2\n") && streamed.ends_with("399999\n400000\nsmall\n"));

@@ -25,7 +25,10 @@ async fn downloads_land_in_working_dir_and_zips_are_extracted() {
     files.serve_bytes("data/notes%20v1.txt", "plain file");
     files.serve_bytes(
         "bundle.zip",
-        zip_bytes(&[("pkg/run.sh", b"#!/bin/sh\necho ran\n", 0o755), ("pkg/readme", b"hi", 0o644)]),
+        zip_bytes(&[
+            ("pkg/run.sh", b"#!/bin/sh\necho ran\n", 0o755),
+            ("pkg/readme", b"hi", 0o644),
+        ]),
     );
     let runtime = start_runtime(|_| {}).await;
     let dir = tempfile::tempdir().unwrap();
@@ -40,7 +43,10 @@ async fn downloads_land_in_working_dir_and_zips_are_extracted() {
     peer.send(message).await;
     let (_, result) = peer.until_terminal().await;
     assert_eq!(result["results"][0]["exit_code"], 0, "{result}");
-    assert_eq!(result["results"][0]["stdout"], "plain fileran\nnotes v1.txt\npkg\n");
+    assert_eq!(
+        result["results"][0]["stdout"],
+        "plain fileran\nnotes v1.txt\npkg\n"
+    );
 }
 
 #[tokio::test]
@@ -62,7 +68,13 @@ async fn failed_download_ends_the_invocation_with_status_and_reason() {
 #[tokio::test]
 async fn zip_entries_escaping_working_dir_are_refused() {
     let files = BlobServer::start().await;
-    files.serve_bytes("evil.zip", zip_bytes(&[("ok.txt", b"fine", 0o644), ("../escaped.txt", b"bad", 0o644)]));
+    files.serve_bytes(
+        "evil.zip",
+        zip_bytes(&[
+            ("ok.txt", b"fine", 0o644),
+            ("../escaped.txt", b"bad", 0o644),
+        ]),
+    );
     let runtime = start_runtime(|_| {}).await;
     let dir = tempfile::tempdir().unwrap();
     let work = dir.path().join("inner");
@@ -73,7 +85,10 @@ async fn zip_entries_escaping_working_dir_are_refused() {
     peer.send(message).await;
     let (before, error) = peer.until_terminal().await;
     assert_eq!(error["message_type"], "error_message", "{error}");
-    assert!(error["error"].as_str().unwrap().contains("escaped.txt"), "{error}");
+    assert!(
+        error["error"].as_str().unwrap().contains("escaped.txt"),
+        "{error}"
+    );
     assert!(!dir.path().join("escaped.txt").exists());
     assert!(of_type(&before, "command_output_message").is_empty());
 }
@@ -109,7 +124,10 @@ async fn written_file_is_announced_before_the_result_and_uploaded() {
     let dir = tempfile::tempdir().unwrap();
     let artifacts = dir.path().join("artifacts");
     let target = artifacts.join("sub/report.txt");
-    let mut message = invocation(&format!("WRITE_FILE:{} quarterly numbers", target.display()));
+    let mut message = invocation(&format!(
+        "WRITE_FILE:{} quarterly numbers",
+        target.display()
+    ));
     message["artifacts_dirs"] = json!([artifacts]);
     let mut peer = Peer::connect(&runtime.ws_url()).await;
     peer.send(message).await;
@@ -119,11 +137,18 @@ async fn written_file_is_announced_before_the_result_and_uploaded() {
     assert_eq!(requests[0]["filename"], "report.txt");
     let canonical = std::fs::canonicalize(&target).unwrap();
     assert_eq!(requests[0]["filepath"], json!(canonical));
-    assert_eq!(result["data"]["text"], format!("wrote {}", target.display()));
+    assert_eq!(
+        result["data"]["text"],
+        format!("wrote {}", target.display())
+    );
 
     // WRITE_FILE returns once its upload is done, so no waiting here.
     let uploads = files.uploads("bucket/report.txt");
-    assert_eq!(uploads.len(), 1, "result arrived before the upload finished");
+    assert_eq!(
+        uploads.len(),
+        1,
+        "result arrived before the upload finished"
+    );
     assert_eq!(uploads[0].body.as_deref(), Some(&b"quarterly numbers"[..]));
     assert_eq!(uploads[0].content_type.as_deref(), Some("text/plain"));
 }
@@ -131,7 +156,8 @@ async fn written_file_is_announced_before_the_result_and_uploaded() {
 #[tokio::test]
 async fn end_session_drains_late_artifacts_before_confirming() {
     let files = BlobServer::start().await;
-    let runtime = start_runtime(|c| c.session.artifacts.late_event_grace = Duration::from_secs(2)).await;
+    let runtime =
+        start_runtime(|c| c.session.artifacts.late_event_grace = Duration::from_secs(2)).await;
     let dir = tempfile::tempdir().unwrap();
     let artifacts = dir.path().join("out");
     let mut message = command_execution(&[&format!(
@@ -146,7 +172,8 @@ async fn end_session_drains_late_artifacts_before_confirming() {
     assert_eq!(result["results"][0]["exit_code"], 0);
 
     std::fs::write(artifacts.join("ignored.log"), "noise").unwrap();
-    peer.send(json!({"message_type": "end_session_message"})).await;
+    peer.send(json!({"message_type": "end_session_message"}))
+        .await;
     let mut confirmed = false;
     while let Some(message) = peer.try_recv().await {
         match message["message_type"].as_str().unwrap() {
@@ -180,7 +207,10 @@ async fn uploads_answered_before_a_disconnect_still_complete() {
     let runtime = start_runtime(|_| {}).await;
     let dir = tempfile::tempdir().unwrap();
     let artifacts = dir.path().join("a");
-    let mut message = invocation(&format!("WRITE_FILE:{}/flaky.txt retried", artifacts.display()));
+    let mut message = invocation(&format!(
+        "WRITE_FILE:{}/flaky.txt retried",
+        artifacts.display()
+    ));
     message["artifacts_dirs"] = json!([artifacts]);
     let mut peer = Peer::connect(&runtime.ws_url()).await;
     peer.send(message).await;
@@ -201,7 +231,10 @@ async fn a_client_leaving_with_unanswered_upload_requests_ends_its_session_promp
     .await;
     let dir = tempfile::tempdir().unwrap();
     let artifacts = dir.path().join("a");
-    let mut message = invocation(&format!("WRITE_FILE:{}/never-answered.txt x", artifacts.display()));
+    let mut message = invocation(&format!(
+        "WRITE_FILE:{}/never-answered.txt x",
+        artifacts.display()
+    ));
     message["artifacts_dirs"] = json!([artifacts]);
     let mut peer = Peer::connect(&runtime.ws_url()).await;
     peer.send(message).await;
@@ -231,16 +264,23 @@ async fn the_result_waits_for_the_answer_about_a_file_written_at_the_very_end() 
     let runtime = start_runtime(|_| {}).await;
     let dir = tempfile::tempdir().unwrap();
     let artifacts = dir.path().join("a");
-    let mut message = command_execution(&[&format!("echo last > {}/last.txt", artifacts.display())]);
+    let mut message =
+        command_execution(&[&format!("echo last > {}/last.txt", artifacts.display())]);
     message["artifacts_dirs"] = json!([artifacts]);
     let mut peer = Peer::connect(&runtime.ws_url()).await;
     peer.send(message).await;
     let request = peer.recv().await;
-    assert_eq!(request["message_type"], "artifact_upload_request_message", "{request}");
+    assert_eq!(
+        request["message_type"], "artifact_upload_request_message",
+        "{request}"
+    );
     // A slow presigning callback: the command has long finished, but no terminal may
     // come before the answer (the Python client stops answering once it has a result).
     let early = tokio::time::timeout(Duration::from_millis(500), peer.recv()).await;
-    assert!(early.is_err(), "terminal sent before the upload request was answered: {early:?}");
+    assert!(
+        early.is_err(),
+        "terminal sent before the upload request was answered: {early:?}"
+    );
     peer.send(json!({
         "message_type": "artifact_upload_response_message",
         "filename": "last.txt",
@@ -252,6 +292,8 @@ async fn the_result_waits_for_the_answer_about_a_file_written_at_the_very_end() 
     let (_, result) = peer.until_terminal().await;
     assert_eq!(result["results"][0]["exit_code"], 0);
     peer.close().await;
-    let uploads = files.wait_for_uploads("bucket/last.txt", 1, Duration::from_secs(10)).await;
+    let uploads = files
+        .wait_for_uploads("bucket/last.txt", 1, Duration::from_secs(10))
+        .await;
     assert_eq!(uploads[0].body.as_deref(), Some(&b"last\n"[..]));
 }

@@ -338,7 +338,8 @@ impl Artifacts {
     /// Waits until every upload request sent so far has been answered by the client, the
     /// client is gone, or `timeout` passes; returns whether none is left pending.
     pub async fn wait_answered(&self, timeout: Duration) -> bool {
-        self.wait_until_zero(timeout, Shared::pending_handshakes).await
+        self.wait_until_zero(timeout, Shared::pending_handshakes)
+            .await
     }
 
     /// Waits until files already closed by their writers have been announced and every

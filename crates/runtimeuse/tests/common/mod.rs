@@ -37,7 +37,9 @@ pub struct Peer {
 impl Peer {
     /// Connects to `url` (panics on failure).
     pub async fn connect(url: &str) -> Self {
-        let (ws, _) = tokio_tungstenite::connect_async(url).await.expect("connect");
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("connect");
         Self { ws }
     }
 
@@ -72,7 +74,9 @@ impl Peer {
 
     /// The next message (panics when the connection closed).
     pub async fn recv(&mut self) -> Value {
-        self.try_recv().await.expect("connection closed unexpectedly")
+        self.try_recv()
+            .await
+            .expect("connection closed unexpectedly")
     }
 
     /// Reads until a terminal message; returns the messages before it and the terminal.
