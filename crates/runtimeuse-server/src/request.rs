@@ -15,7 +15,7 @@ use tracing::{info, warn};
 
 use crate::agent::{AgentContext, AgentOutput, AgentRequest};
 use crate::artifacts::Artifacts;
-use crate::command::{CommandError, run_command};
+use crate::command::{CommandError, CommandOptions, run_command};
 use crate::download::{DownloadError, download};
 use crate::outbox::Outbox;
 use crate::redact::Redactor;
@@ -131,8 +131,13 @@ async fn run_phase_commands(
     commands: Option<&Vec<Command>>,
     phase: &str,
 ) -> Result<(), Failure> {
+    // Only the exit code of pre/post commands matters; their output is streamed.
+    let options = CommandOptions {
+        capture_limit: 0,
+        ..ctx.config.commands.clone()
+    };
     for command in commands.into_iter().flatten() {
-        let outcome = run_command(command, &ctx.config.commands, &ctx.outbox, &ctx.cancel).await?;
+        let outcome = run_command(command, &options, &ctx.outbox, &ctx.cancel).await?;
         if outcome.exit_code != 0 {
             let mut error = named_error(
                 format!(
@@ -265,9 +270,18 @@ async fn command_steps(
     execution: CommandExecution,
 ) -> Result<ServerMessage, Failure> {
     download_all(ctx, execution.pre_execution_downloadables.as_ref()).await?;
+    // Stdout beyond what fits in the result frame would be cut anyway: don't keep it.
+    let options = CommandOptions {
+        capture_limit: ctx
+            .config
+            .commands
+            .capture_limit
+            .min(ctx.config.max_result_frame_bytes),
+        ..ctx.config.commands.clone()
+    };
     let mut results = Vec::with_capacity(execution.commands.len());
     for command in &execution.commands {
-        let outcome = run_command(command, &ctx.config.commands, &ctx.outbox, &ctx.cancel).await?;
+        let outcome = run_command(command, &options, &ctx.outbox, &ctx.cancel).await?;
         let failed = outcome.exit_code != 0;
         results.push(CommandResultItem {
             command: command.command.clone(),
