@@ -58,69 +58,93 @@ async fn without_a_token_any_path_upgrades() {
     assert_eq!(result["results"][0]["stdout"], "hi\n");
 }
 
-/// The real binary, started with `--port 0`; returns the child and its ws URL.
-fn spawn_binary(extra: &[&str]) -> (std::process::Child, String) {
-    spawn_agent("echo", extra)
+/// The real binary, started with `--port 0`. Killed on drop, so that a failing test does
+/// not leave it running.
+struct Binary {
+    child: Option<std::process::Child>,
+    url: String,
 }
 
-fn spawn_agent(agent: &str, extra: &[&str]) -> (std::process::Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_runtimeuse"))
-        .args([
-            "--agent",
-            agent,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--kill-grace",
-            "0.5",
-        ])
-        .args(extra)
-        .env_remove("OPENAI_API_KEY")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn runtimeuse");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("read startup line");
-    let url = line
-        .trim()
-        .strip_prefix("runtimeuse listening on ")
-        .unwrap_or_else(|| panic!("unexpected startup line {line:?}"))
-        .to_owned();
-    (child, url)
+impl Binary {
+    /// Starts `runtimeuse --agent AGENT … EXTRA`; with `log_level`, its stderr is captured
+    /// at that `RUST_LOG` level (read it from [`Binary::terminate`]).
+    fn start(agent: &str, extra: &[&str], log_level: Option<&str>) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_runtimeuse"));
+        command
+            .args(["--agent", agent, "--host", "127.0.0.1", "--port", "0"])
+            .args(["--kill-grace", "0.5"])
+            .args(extra)
+            .env_remove("OPENAI_API_KEY")
+            .stdout(Stdio::piped());
+        match log_level {
+            Some(level) => command.env("RUST_LOG", level).stderr(Stdio::piped()),
+            None => command.stderr(Stdio::null()),
+        };
+        let mut child = command.spawn().expect("spawn runtimeuse");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read startup line");
+        let url = line
+            .trim()
+            .strip_prefix("runtimeuse listening on ")
+            .unwrap_or_else(|| panic!("unexpected startup line {line:?}"))
+            .to_owned();
+        Self {
+            child: Some(child),
+            url,
+        }
+    }
+
+    /// Sends SIGTERM and waits for the exit; returns the exit status and captured stderr.
+    async fn terminate(mut self) -> (std::process::ExitStatus, String) {
+        let child = self.child.take().expect("running");
+        kill(
+            Pid::from_raw(i32::try_from(child.id()).unwrap()),
+            Signal::SIGTERM,
+        )
+        .unwrap();
+        let output = tokio::task::spawn_blocking(move || child.wait_with_output())
+            .await
+            .unwrap()
+            .unwrap();
+        (
+            output.status,
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
 
 #[tokio::test]
 async fn sigterm_cancels_requests_kills_their_processes_and_exits_zero() {
-    let (mut child, url) = spawn_binary(&["--artifact-grace", "0.2"]);
+    let runtime = Binary::start("echo", &["--artifact-grace", "0.2"], None);
     let dir = tempfile::tempdir().unwrap();
     let pid_file = dir.path().join("pid");
-    let mut peer = Peer::connect(&url).await;
+    let mut peer = Peer::connect(&runtime.url).await;
     peer.send(command_execution(&[&common::grandchild_command(&pid_file)]))
         .await;
     let grandchild = read_pid_file(&pid_file).await;
 
     let started = Instant::now();
-    kill(
-        Pid::from_raw(i32::try_from(child.id()).unwrap()),
-        Signal::SIGTERM,
-    )
-    .unwrap();
-    let rest = peer.until_closed().await;
-    let terminal = rest
-        .iter()
-        .find(|m| common::is_terminal(m))
-        .expect("a terminal");
-    assert_eq!(terminal["error"], "Request cancelled");
-
-    let status = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let (status, _) = tokio::join!(runtime.terminate(), async {
+        let rest = peer.until_closed().await;
+        let terminal = rest
+            .iter()
+            .find(|m| common::is_terminal(m))
+            .expect("a terminal");
+        assert_eq!(terminal["error"], "Request cancelled");
+    })
+    .0;
     assert_eq!(status.code(), Some(0), "runtime exit status {status:?}");
     assert!(
         started.elapsed() < Duration::from_secs(10),
@@ -135,19 +159,11 @@ async fn sigterm_cancels_requests_kills_their_processes_and_exits_zero() {
 
 #[tokio::test]
 async fn sigterm_with_no_sessions_exits_promptly() {
-    let (mut child, url) = spawn_binary(&[]);
-    let health = format!("{}/health", url.replace("ws://", "http://"));
+    let runtime = Binary::start("echo", &[], None);
+    let health = format!("{}/health", runtime.url.replace("ws://", "http://"));
     let body = reqwest::get(&health).await.unwrap().text().await.unwrap();
     assert!(body.contains("\"agent\":\"echo\""), "{body}");
-    kill(
-        Pid::from_raw(i32::try_from(child.id()).unwrap()),
-        Signal::SIGTERM,
-    )
-    .unwrap();
-    let status = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let (status, _) = runtime.terminate().await;
     assert_eq!(status.code(), Some(0));
 }
 
@@ -164,8 +180,8 @@ fn invalid_flags_fail_with_a_clear_message() {
 
 #[tokio::test]
 async fn openai_agent_is_the_one_serving_and_needs_a_key() {
-    let (mut child, url) = spawn_agent("openai", &["--max-turns", "3"]);
-    let mut peer = Peer::connect(&url).await;
+    let runtime = Binary::start("openai", &["--max-turns", "3"], None);
+    let mut peer = Peer::connect(&runtime.url).await;
     peer.send(common::invocation("hello")).await;
     let (_, error) = peer.until_terminal().await;
     assert_eq!(error["message_type"], "error_message");
@@ -174,39 +190,15 @@ async fn openai_agent_is_the_one_serving_and_needs_a_key() {
         error["error"].as_str().unwrap().contains("OPENAI_API_KEY"),
         "{error}"
     );
-    kill(
-        Pid::from_raw(i32::try_from(child.id()).unwrap()),
-        Signal::SIGTERM,
-    )
-    .unwrap();
-    let status = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let (status, _) = runtime.terminate().await;
     assert_eq!(status.code(), Some(0));
 }
 
 #[tokio::test]
 async fn secrets_never_reach_the_log_even_at_debug_level() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_runtimeuse"))
-        .args(["--agent", "echo", "--host", "127.0.0.1", "--port", "0"])
-        .env("RUST_LOG", "debug")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn runtimeuse");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("runtimeuse listening on ")
-        .unwrap()
-        .to_owned();
-
+    let runtime = Binary::start("echo", &[], Some("debug"));
     let secret = "zz-log-secret-42";
-    let mut peer = Peer::connect(&url).await;
+    let mut peer = Peer::connect(&runtime.url).await;
     let mut message = common::invocation(&format!("ERROR:failed with {secret}"));
     message["source_id"] = serde_json::json!(format!("job-{secret}"));
     message["secrets_to_redact"] = serde_json::json!([secret]);
@@ -217,16 +209,7 @@ async fn secrets_never_reach_the_log_even_at_debug_level() {
     assert_eq!(error["error"], "failed with [REDACTED]");
     peer.close().await;
 
-    kill(
-        Pid::from_raw(i32::try_from(child.id()).unwrap()),
-        Signal::SIGTERM,
-    )
-    .unwrap();
-    let output = tokio::task::spawn_blocking(move || child.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
-    let log = String::from_utf8_lossy(&output.stderr);
+    let (_, log) = runtime.terminate().await;
     assert!(
         log.contains("job-[REDACTED]"),
         "the source id should be logged, redacted:\n{log}"
