@@ -3,10 +3,12 @@
 
 mod support;
 
+use runtimeuse_agents::openai::OpenAiAgent;
+use runtimeuse_protocol::ResultData;
 use serde_json::{Value, json};
 
 use support::fake_openai::{FakeOpenAi, Scripted};
-use support::harness::{KEY, final_output, input_of, run};
+use support::harness::{KEY, config, env_for, final_output, input_of, request, run, run_with};
 use support::responses::ResponseBuilder;
 
 #[tokio::test]
@@ -114,6 +116,81 @@ async fn shell_tool_runs_the_command_and_gives_its_output_back_to_the_model() {
 }
 
 #[tokio::test]
+async fn the_key_is_kept_from_commands_and_redacted_from_what_they_print() {
+    let fake = FakeOpenAi::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let keyfile = dir.path().join("key");
+    std::fs::write(&keyfile, format!("stolen={KEY}\n")).unwrap();
+    let read_env = r#"echo "env=[$OPENAI_API_KEY][$OPENAI_ORG_ID][$OPENAI_PROJECT_ID]""#;
+    let read_file = format!(
+        "cat '{}' && cat '{}' >&2",
+        keyfile.display(),
+        keyfile.display()
+    );
+    fake.push(Scripted::Stream(
+        ResponseBuilder::new("resp_1")
+            .shell_call("call_1", read_env, None)
+            .shell_call("call_2", &read_file, None)
+            .completed(),
+    ));
+    fake.push(Scripted::Stream(
+        ResponseBuilder::new("resp_2")
+            .message(&format!("The key is {KEY}."))
+            .completed(),
+    ));
+    // No `secrets_to_redact`: the agent redacts its key by itself.
+    let mut env = env_for(&fake);
+    env.insert("OPENAI_ORG_ID".into(), "org-test".into());
+    env.insert("OPENAI_PROJECT_ID".into(), "proj-test".into());
+    env.insert("OTHER_VAR".into(), "other".into());
+    let agent = OpenAiAgent::new(config());
+    let done = run_with(&agent, request(env, "Find the key.", None)).await;
+
+    let all = serde_json::to_string(&done.frames).unwrap();
+    assert!(!all.contains(KEY), "the key leaked to the client: {all}");
+    let of_stream = |stream: &str| -> String {
+        done.of_type("command_output_message")
+            .iter()
+            .filter(|f| f["stream"] == stream)
+            .map(|f| f["text"].as_str().unwrap())
+            .collect()
+    };
+    assert_eq!(of_stream("stdout"), "env=[][][]\nstolen=[REDACTED]\n");
+    assert_eq!(of_stream("stderr"), "stolen=[REDACTED]\n");
+    // (The result is redacted when the session sends it: see `openai_runtime.rs`.)
+
+    // The model does not read it either (a web search could carry it off).
+    let input = input_of(&fake, 1);
+    let outputs: Vec<&str> = input
+        .iter()
+        .filter(|item| item["type"] == "function_call_output")
+        .map(|item| item["output"].as_str().unwrap())
+        .collect();
+    assert_eq!(outputs.len(), 2, "{input:#?}");
+    assert!(
+        outputs[0].contains("stdout:\nenv=[][][]\n"),
+        "{}",
+        outputs[0]
+    );
+    assert!(
+        outputs[1].contains("stdout:\nstolen=[REDACTED]\n"),
+        "{}",
+        outputs[1]
+    );
+    assert!(
+        outputs[1].contains("stderr:\nstolen=[REDACTED]\n"),
+        "{}",
+        outputs[1]
+    );
+    assert!(!outputs.concat().contains(KEY));
+    // The request itself still authenticates with it.
+    assert_eq!(
+        fake.requests()[1].authorization.as_deref(),
+        Some(&*format!("Bearer {KEY}"))
+    );
+}
+
+#[tokio::test]
 async fn web_search_calls_go_back_in_the_history_and_need_no_answer() {
     let fake = FakeOpenAi::start().await;
     let first = ResponseBuilder::new("resp_1")
@@ -208,6 +285,52 @@ fn sorted(names: &Value) -> Vec<String> {
         .collect();
     names.sort();
     names
+}
+
+#[tokio::test]
+async fn a_schema_with_open_objects_is_sent_unchanged_without_strict_mode() {
+    // A map from names to counts: strict mode would close it, leaving only `{}`.
+    let schema = json!({
+        "type": "object",
+        "properties": {
+            "counts": {"type": "object", "additionalProperties": {"type": "integer"}},
+            "total": {"type": "integer"}
+        },
+        "required": ["counts", "total"]
+    });
+    let fake = FakeOpenAi::start().await;
+    fake.push(Scripted::Stream(
+        ResponseBuilder::new("resp_1")
+            .message(r#"{"counts": {"apples": 2, "pears": 3}, "total": 5}"#)
+            .completed(),
+    ));
+    let done = run(&fake, "Count the fruit.", Some(schema.clone())).await;
+
+    assert_eq!(
+        done.output().data,
+        ResultData::StructuredOutput {
+            structured_output: json!({"counts": {"apples": 2, "pears": 3}, "total": 5})
+        }
+    );
+    let format = &fake.requests()[0].body["text"]["format"];
+    assert_eq!(format["type"], "json_schema");
+    assert_eq!(format["strict"], false);
+    assert_eq!(
+        format["schema"], schema,
+        "the schema goes as the caller wrote it"
+    );
+
+    // The answer is still validated against it.
+    fake.push(Scripted::Stream(
+        ResponseBuilder::new("resp_2")
+            .message(r#"{"counts": {"apples": "two"}, "total": 2}"#)
+            .completed(),
+    ));
+    let done = run(&fake, "Count the fruit.", Some(schema)).await;
+    assert_eq!(
+        done.error().metadata["error_name"],
+        "StructuredOutputInvalid"
+    );
 }
 
 #[tokio::test]

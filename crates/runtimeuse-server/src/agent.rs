@@ -124,6 +124,15 @@ impl AgentContext {
         run_command(command, options, &self.outbox, &self.cancel).await
     }
 
+    /// Adds `secret` to what is redacted from every message sent to the client (and from
+    /// the logs) from now on: for credentials the agent finds itself, such as an API key
+    /// taken from the runtime's environment, which the caller could not list.
+    pub fn add_secret(&self, secret: &str) {
+        let secrets = Redactor::new([secret]);
+        self.outbox.add_secrets(&secrets);
+        crate::logging::register_secrets(&secrets);
+    }
+
     /// The command options (limits, default directory) in force for this request.
     pub fn command_options(&self) -> &CommandOptions {
         &self.commands

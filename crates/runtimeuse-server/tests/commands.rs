@@ -213,6 +213,33 @@ async fn env_is_merged_over_the_runtime_environment() {
 }
 
 #[tokio::test]
+async fn env_remove_takes_variables_out_whether_inherited_or_set() {
+    let dir = tempfile::tempdir().unwrap();
+    // A variable the runtime itself has (cargo sets CARGO_MANIFEST_DIR for tests).
+    let inherited = ["HOME", "CARGO_MANIFEST_DIR", "USER"]
+        .into_iter()
+        .find(|name| std::env::var_os(name).is_some())
+        .expect("the test process has none of HOME, CARGO_MANIFEST_DIR, USER");
+    let env = BTreeMap::from([
+        ("RU_TEST_SET".to_owned(), "set".to_owned()),
+        ("RU_TEST_KEPT".to_owned(), "kept".to_owned()),
+    ]);
+    let command = Command {
+        env: Some(env),
+        ..Command::new(format!(
+            r#"echo "${{{inherited}-unset}}|${{RU_TEST_SET-unset}}|$RU_TEST_KEPT|${{PATH:+path-inherited}}""#
+        ))
+    };
+    let options = CommandOptions {
+        env_remove: vec![inherited.to_owned(), "RU_TEST_SET".to_owned()],
+        ..options(dir.path())
+    };
+    let (outbox, rx) = Outbox::channel(16);
+    let (result, _) = run(command, options, outbox, rx).await;
+    assert_eq!(result.unwrap().stdout, "unset|unset|kept|path-inherited\n");
+}
+
+#[tokio::test]
 async fn killed_by_signal_reports_128_plus_signal() {
     let dir = tempfile::tempdir().unwrap();
     let (outcome, _) = run_simple("kill -TERM $$", dir.path()).await;

@@ -16,6 +16,11 @@ use super::error::OpenAiError;
 use super::events::{ApiErrorBody, ApiErrorEnvelope, StreamEvent, parse_event, value_text};
 use super::retry;
 
+/// The variables holding the agent's credentials. They are kept from the commands the
+/// model runs: a prompt injection must not be able to print or send them anywhere.
+pub(crate) const CREDENTIAL_VARS: [&str; 3] =
+    ["OPENAI_API_KEY", "OPENAI_ORG_ID", "OPENAI_PROJECT_ID"];
+
 /// Where requests go and how they are authenticated.
 #[derive(Clone)]
 pub(crate) struct Endpoint {
@@ -60,6 +65,11 @@ impl Endpoint {
     /// The `/responses` URL.
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// The API key (a secret: to be redacted, never logged).
+    pub fn api_key(&self) -> &str {
+        &self.api_key
     }
 }
 

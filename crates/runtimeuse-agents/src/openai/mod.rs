@@ -22,8 +22,12 @@
 //! ```
 //!
 //! then send an invocation with `"model": "gpt-5-mini"` (any Responses API model). The
-//! key may instead travel in the invocation's `agent_env`; list it in
-//! `secrets_to_redact` too so that it never appears in output.
+//! key may instead travel in the invocation's `agent_env`.
+//!
+//! Wherever the key comes from, the model's commands run without `OPENAI_API_KEY`,
+//! `OPENAI_ORG_ID` and `OPENAI_PROJECT_ID` in their environment, and the key is redacted
+//! from everything sent to the client (and from the command output the model reads), as
+//! if it had been listed in `secrets_to_redact`.
 //!
 //! [Responses API]: https://platform.openai.com/docs/api-reference/responses
 

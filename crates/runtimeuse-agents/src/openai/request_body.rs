@@ -7,6 +7,7 @@
 
 use serde_json::{Value, json};
 
+use super::schema_strict::OutputFormat;
 use super::shell_tool;
 
 /// What one turn's request is made of.
@@ -19,8 +20,8 @@ pub(crate) struct TurnRequest<'a> {
     pub input: &'a [Value],
     /// Whether to offer the hosted web search.
     pub web_search: bool,
-    /// The strict schema for structured output.
-    pub schema: Option<&'a Value>,
+    /// The format of structured output.
+    pub format: Option<&'a OutputFormat>,
 }
 
 /// The first input item: the user's prompt.
@@ -48,9 +49,14 @@ impl TurnRequest<'_> {
         if !self.instructions.is_empty() {
             body["instructions"] = json!(self.instructions);
         }
-        if let Some(schema) = self.schema {
+        if let Some(format) = self.format {
             body["text"] = json!({
-                "format": {"type": "json_schema", "name": "output", "schema": schema, "strict": true}
+                "format": {
+                    "type": "json_schema",
+                    "name": "output",
+                    "schema": format.schema,
+                    "strict": format.strict,
+                }
             });
         }
         body
@@ -65,12 +71,16 @@ mod tests {
     fn body_has_model_instructions_tools_and_format() {
         let input = [user_message("hi")];
         let schema = json!({"type": "object"});
+        let format = OutputFormat {
+            schema: schema.clone(),
+            strict: false,
+        };
         let body = TurnRequest {
             model: "gpt-test",
             instructions: "be brief",
             input: &input,
             web_search: true,
-            schema: Some(&schema),
+            format: Some(&format),
         }
         .body();
         assert_eq!(body["model"], "gpt-test");
@@ -80,12 +90,13 @@ mod tests {
         assert_eq!(body["tools"][0]["name"], "shell");
         assert_eq!(body["tools"][1], json!({"type": "web_search"}));
         assert_eq!(body["text"]["format"]["schema"], schema);
+        assert_eq!(body["text"]["format"]["strict"], false);
         let plain = TurnRequest {
             model: "m",
             instructions: "",
             input: &input,
             web_search: false,
-            schema: None,
+            format: None,
         }
         .body();
         assert!(plain.get("instructions").is_none() && plain.get("text").is_none());

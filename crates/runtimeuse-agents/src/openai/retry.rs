@@ -45,6 +45,8 @@ fn seconds(secs: f64) -> Option<Duration> {
 }
 
 /// Parses an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), the form servers send.
+/// Anything out of range (day 00 or 31 Feb, year 0 or beyond 9999, hour 24…) is no date:
+/// the header comes from the network and must not make the arithmetic overflow.
 fn httpdate(value: &str) -> Option<std::time::SystemTime> {
     let parts: Vec<&str> = value.split_whitespace().collect();
     let [_, day, month, year, time, "GMT"] = parts.as_slice() else {
@@ -56,8 +58,20 @@ fn httpdate(value: &str) -> Option<std::time::SystemTime> {
     .iter()
     .position(|m| m == month)?;
     let (day, year): (u64, i64) = (day.parse().ok()?, year.parse().ok()?);
-    let mut hms = time.split(':').map(|p| p.parse::<u64>().ok());
-    let (h, m, s) = (hms.next()??, hms.next()??, hms.next()??);
+    if !(1..=9999).contains(&year) || day == 0 || day > days_in_month(year, month) {
+        return None;
+    }
+    let hms: Vec<u64> = time
+        .split(':')
+        .map(|p| p.parse().ok())
+        .collect::<Option<_>>()?;
+    let [h, m, s] = hms.as_slice() else {
+        return None;
+    };
+    // 60: a leap second.
+    if *h > 23 || *m > 59 || *s > 60 {
+        return None;
+    }
     // Days since 1970-01-01 of the first of the month (civil-from-days, inverted).
     let (y, mo) = if month < 2 {
         (year - 1, month + 10)
@@ -68,9 +82,20 @@ fn httpdate(value: &str) -> Option<std::time::SystemTime> {
     let yoe = y - era * 400;
     let doy = (153 * i64::try_from(mo).ok()? + 2) / 5;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = u64::try_from(era * 146_097 + doe - 719_468).ok()? + day - 1;
+    // Before 1970: in the past anyway.
+    let days = u64::try_from(era * 146_097 + doe - 719_468).ok()? + (day - 1);
     let secs = days * 86_400 + h * 3600 + m * 60 + s;
-    Some(std::time::UNIX_EPOCH + Duration::from_secs(secs))
+    std::time::UNIX_EPOCH.checked_add(Duration::from_secs(secs))
+}
+
+/// Days in `month` (0 = January) of `year`, in the proleptic Gregorian calendar.
+fn days_in_month(year: i64, month: usize) -> u64 {
+    match month {
+        1 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
+        1 => 28,
+        3 | 5 | 8 | 10 => 30,
+        _ => 31,
+    }
 }
 
 /// How long to wait before attempt `attempt + 1`: the server's wish when it is reasonable,
@@ -141,6 +166,54 @@ mod tests {
             httpdate("Sun, 06 Nov 1994 08:49:37 GMT"),
             Some(std::time::UNIX_EPOCH + Duration::from_secs(784_111_777))
         );
+    }
+
+    #[test]
+    fn malformed_dates_are_no_dates() {
+        let bad = [
+            "Thu, 00 Jan 1970 00:00:00 GMT",
+            "Sun, 00 Nov 1994 08:49:37 GMT",
+            "Sun, 32 Nov 1994 08:49:37 GMT",
+            "Sun, 31 Nov 1994 08:49:37 GMT",
+            "Wed, 30 Feb 2000 00:00:00 GMT",
+            "Tue, 29 Feb 2023 00:00:00 GMT",
+            "Sun, 99999999999999999999 Nov 1994 08:49:37 GMT",
+            "Sun, 06 Nov 9223372036854775807 08:49:37 GMT",
+            "Sun, 06 Nov -9223372036854775808 08:49:37 GMT",
+            "Sun, 06 Nov 290000000000 08:49:37 GMT",
+            "Sun, 06 Nov 10000 08:49:37 GMT",
+            "Sun, 06 Nov 0 08:49:37 GMT",
+            "Sun, 06 Nov 1994 99999999999999999:00:00 GMT",
+            "Sun, 06 Nov 1994 3000000000000000:00:00 GMT",
+            "Sun, 06 Nov 1994 24:00:00 GMT",
+            "Sun, 06 Nov 1994 08:60:00 GMT",
+            "Sun, 06 Nov 1994 08:49:61 GMT",
+            "Sun, 06 Nov 1994 08:18446744073709551615:37 GMT",
+            "Sun, 06 Nov 1994 08:49 GMT",
+            "Sun, 06 Nov 1994 08:49:37:00 GMT",
+            "Sun, 06 Nov 1994 -1:49:37 GMT",
+            "Sun, 06 Foo 1994 08:49:37 GMT",
+            "Sun, 06 Nov 1994 08:49:37 UTC",
+        ];
+        for value in bad {
+            assert_eq!(httpdate(value), None, "{value}");
+            assert_eq!(retry_after(&headers(&[("retry-after", value)])), None);
+        }
+        // The bounds themselves are dates.
+        assert_eq!(
+            httpdate("Thu, 01 Jan 1970 00:00:00 GMT"),
+            Some(std::time::UNIX_EPOCH)
+        );
+        assert_eq!(
+            httpdate("Thu, 29 Feb 2024 23:59:60 GMT"),
+            Some(std::time::UNIX_EPOCH + Duration::from_secs(1_709_251_200))
+        );
+        assert_eq!(
+            httpdate("Fri, 31 Dec 9999 23:59:59 GMT"),
+            Some(std::time::UNIX_EPOCH + Duration::from_secs(253_402_300_799))
+        );
+        let far = headers(&[("retry-after", "Fri, 31 Dec 9999 23:59:59 GMT")]);
+        assert!(retry_after(&far).is_some_and(|d| d > Duration::from_secs(1 << 32)));
     }
 
     #[test]

@@ -13,7 +13,7 @@ use super::error::OpenAiError;
 use super::events::Usage;
 use super::items::OutputItem;
 use super::request_body::{TurnRequest, user_message};
-use super::schema_strict::{drop_null_optionals, strictify};
+use super::schema_strict::{drop_null_optionals, output_format};
 use super::shell_tool::ShellRunner;
 use super::turn::{Turn, read_turn};
 
@@ -79,12 +79,12 @@ async fn drive(
     progress: &mut Progress,
 ) -> Result<ResultData, OpenAiError> {
     let endpoint = Endpoint::from_env(&request.env, &config.default_base_url)?;
-    let strict_schema = request.output_schema.as_ref().map(strictify);
-    let shell = ShellRunner {
-        ctx,
-        env: &request.env,
-        config,
-    };
+    // The key may come from the runtime's own environment, which the caller cannot know
+    // to list in `secrets_to_redact`: whatever a command or the model prints, it never
+    // reaches the client.
+    ctx.add_secret(endpoint.api_key());
+    let format = request.output_schema.as_ref().map(output_format);
+    let shell = ShellRunner::new(ctx, &request.env, config, endpoint.api_key());
     let mut input = vec![user_message(&request.user_prompt)];
     loop {
         if progress.turns >= config.max_turns {
@@ -102,7 +102,7 @@ async fn drive(
             instructions: &request.system_prompt,
             input: &input,
             web_search: config.web_search,
-            schema: strict_schema.as_ref(),
+            format: format.as_ref(),
         }
         .body();
         let mut stream = open_stream(http, &endpoint, &body, config, ctx.cancel_token()).await?;
@@ -113,7 +113,8 @@ async fn drive(
         progress.response_id.clone_from(&turn.response_id);
 
         if !turn.items.iter().any(|(_, item)| item.is_tool_call()) {
-            return final_answer(&turn, request.output_schema.as_ref());
+            let strict = format.as_ref().is_some_and(|f| f.strict);
+            return final_answer(&turn, request.output_schema.as_ref(), strict);
         }
         let mut outputs = Vec::new();
         for (_, item) in &turn.items {
@@ -135,8 +136,13 @@ async fn drive(
 }
 
 /// The result of the last turn: its last message as text, or parsed and validated
-/// against the caller's schema.
-fn final_answer(turn: &Turn, schema: Option<&Value>) -> Result<ResultData, OpenAiError> {
+/// against the caller's schema (after dropping the nulls that stand for absent optional
+/// properties, when the schema was sent `strict`).
+fn final_answer(
+    turn: &Turn,
+    schema: Option<&Value>,
+    strict: bool,
+) -> Result<ResultData, OpenAiError> {
     let message = turn.last_message();
     let text = message
         .map(super::items::MessageContent::text)
@@ -159,7 +165,9 @@ fn final_answer(turn: &Turn, schema: Option<&Value>) -> Result<ResultData, OpenA
             preview(&text)
         ))
     })?;
-    drop_null_optionals(&mut answer, schema);
+    if strict {
+        drop_null_optionals(&mut answer, schema);
+    }
     runtimeuse_server::schema::validate(schema, &answer)
         .map_err(|e| OpenAiError::StructuredOutputInvalid(e.to_string()))?;
     Ok(ResultData::StructuredOutput {
@@ -205,24 +213,36 @@ mod tests {
     #[test]
     fn structured_answers_are_parsed_and_validated() {
         let schema = json!({"type":"object","properties":{"n":{"type":"integer"},"note":{"type":"string"}},"required":["n"]});
-        let ok = final_answer(&turn_with(r#"{"n": 42, "note": null}"#), Some(&schema)).unwrap();
+        let ok = final_answer(
+            &turn_with(r#"{"n": 42, "note": null}"#),
+            Some(&schema),
+            true,
+        )
+        .unwrap();
         assert_eq!(
             ok,
             ResultData::StructuredOutput {
                 structured_output: json!({"n": 42})
             }
         );
-        let fenced = final_answer(&turn_with("```json\n{\"n\": 1}\n```"), Some(&schema));
+        let fenced = final_answer(&turn_with("```json\n{\"n\": 1}\n```"), Some(&schema), true);
         assert!(fenced.is_ok(), "{fenced:?}");
-        let wrong = final_answer(&turn_with(r#"{"n": "x"}"#), Some(&schema)).unwrap_err();
+        let wrong = final_answer(&turn_with(r#"{"n": "x"}"#), Some(&schema), true).unwrap_err();
         assert_eq!(wrong.name(), "StructuredOutputInvalid");
-        let not_json = final_answer(&turn_with("forty-two"), Some(&schema)).unwrap_err();
+        let not_json = final_answer(&turn_with("forty-two"), Some(&schema), true).unwrap_err();
         assert!(not_json.to_string().contains("not JSON"), "{not_json}");
         assert_eq!(
-            final_answer(&turn_with("hello"), None).unwrap(),
+            final_answer(&turn_with("hello"), None, false).unwrap(),
             ResultData::Text {
                 text: "hello".into()
             }
         );
+        // Without strict mode a null is the model's answer, not a stand-in for "absent".
+        let null = final_answer(
+            &turn_with(r#"{"n": 1, "note": null}"#),
+            Some(&schema),
+            false,
+        );
+        assert_eq!(null.unwrap_err().name(), "StructuredOutputInvalid");
     }
 }

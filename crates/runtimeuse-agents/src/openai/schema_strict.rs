@@ -7,6 +7,13 @@
 //! those nulls again before the answer is validated against the caller's original schema.
 //! `oneOf` (not available in strict mode) becomes `anyOf`; the original schema still
 //! enforces exclusivity when the answer is validated.
+//!
+//! Some schemas cannot be closed without changing their meaning: a map
+//! (`additionalProperties` holding a schema or `true`), `patternProperties`, a free-form
+//! object (no `properties`, extra properties allowed)… Closed, such an object could only
+//! be answered with `{}`, which the caller's schema would then accept. Those schemas are
+//! sent as they are with `strict: false` (see [`output_format`]); the answer is validated
+//! against the caller's schema all the same.
 
 use std::collections::BTreeSet;
 
@@ -21,6 +28,90 @@ const SCHEMA_LISTS: [&str; 4] = ["anyOf", "oneOf", "allOf", "prefixItems"];
 
 /// How deep `$ref`s are followed when removing nulls (recursive schemas).
 const MAX_DEPTH: usize = 64;
+
+/// Keywords about an object's other properties that strict mode cannot express: with
+/// any of them (other than `false`), closing the object would change what it accepts.
+const OPEN_OBJECT_KEYWORDS: [&str; 7] = [
+    "additionalProperties",
+    "unevaluatedProperties",
+    "patternProperties",
+    "propertyNames",
+    "dependentRequired",
+    "dependentSchemas",
+    "dependencies",
+];
+
+/// The `text.format` of structured output: the schema sent to the API and whether it is
+/// sent in strict mode.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct OutputFormat {
+    /// The strict copy of the caller's schema, or the caller's schema itself.
+    pub schema: Value,
+    /// Whether `schema` is strict (and answers hold `null` for absent optionals).
+    pub strict: bool,
+}
+
+/// The format asking for answers to `schema`: its strict copy when closing every object
+/// keeps its meaning, else `schema` unchanged and not strict.
+pub(crate) fn output_format(schema: &Value) -> OutputFormat {
+    if can_be_strict(schema, 0) {
+        OutputFormat {
+            schema: strictify(schema),
+            strict: true,
+        }
+    } else {
+        tracing::debug!("the output schema has open objects; asking for it without strict mode");
+        OutputFormat {
+            schema: schema.clone(),
+            strict: false,
+        }
+    }
+}
+
+/// Whether [`strictify`] keeps the meaning of `node`: no object in it allows properties
+/// other than those it lists.
+fn can_be_strict(node: &Value, depth: usize) -> bool {
+    let Value::Object(map) = node else {
+        return true;
+    };
+    if depth > MAX_DEPTH {
+        return false;
+    }
+    let open = OPEN_OBJECT_KEYWORDS.iter().any(|key| {
+        map.get(*key)
+            .is_some_and(|value| value != &Value::Bool(false))
+    });
+    if open {
+        return false;
+    }
+    let lists_properties = map
+        .get("properties")
+        .and_then(Value::as_object)
+        .is_some_and(|properties| !properties.is_empty());
+    let closed = map.get("additionalProperties") == Some(&Value::Bool(false));
+    if is_object_schema(map) && !lists_properties && !closed {
+        // A free-form object: closing it would leave only `{}`.
+        return false;
+    }
+    let maps = SCHEMA_MAPS
+        .iter()
+        .filter_map(|key| map.get(*key).and_then(Value::as_object))
+        .flat_map(Map::values);
+    let ones = SCHEMA_ONE
+        .iter()
+        .filter_map(|key| map.get(*key))
+        .flat_map(|child| match child {
+            Value::Array(children) => children.iter().collect::<Vec<_>>(),
+            child => vec![child],
+        });
+    let lists = SCHEMA_LISTS
+        .iter()
+        .filter_map(|key| map.get(*key).and_then(Value::as_array))
+        .flatten();
+    maps.chain(ones)
+        .chain(lists)
+        .all(|child| can_be_strict(child, depth + 1))
+}
 
 /// A strict copy of `schema` (see the module documentation); `schema` itself is kept
 /// for validating the answer.
@@ -257,6 +348,45 @@ mod tests {
         assert_eq!(either["anyOf"][2], json!({"type": "null"}));
         // The caller's schema is left alone.
         assert!(schema.get("additionalProperties").is_none());
+    }
+
+    #[test]
+    fn schemas_with_open_objects_are_sent_unchanged_and_not_strict() {
+        let open = [
+            json!({"type": "object", "additionalProperties": {"type": "integer"}}),
+            json!({"type": "object", "properties": {"a": {"type": "string"}}, "additionalProperties": true}),
+            json!({"type": "object"}),
+            json!({"type": "object", "properties": {}}),
+            json!({"type": "object", "patternProperties": {"^x": {"type": "string"}}}),
+            json!({"type": "object", "properties": {"a": {"type": "string"}}, "propertyNames": {"maxLength": 3}}),
+            // Nested: in a property, in items, in $defs, in a branch.
+            json!({"type": "object", "properties": {"counts": {"type": "object", "additionalProperties": {"type": "integer"}}}}),
+            json!({"type": "array", "items": {"type": "object"}}),
+            json!({"type": "object", "properties": {"p": {"$ref": "#/$defs/m"}}, "$defs": {"m": {"additionalProperties": {}}}}),
+            json!({"anyOf": [{"type": "string"}, {"type": "object", "properties": {"x": {"type": "number"}}, "unevaluatedProperties": true}]}),
+        ];
+        for schema in open {
+            assert_eq!(
+                output_format(&schema),
+                OutputFormat {
+                    schema: schema.clone(),
+                    strict: false
+                },
+                "{schema}"
+            );
+        }
+        let closed = [
+            json!({"type": "object", "properties": {"a": {"type": "string"}}}),
+            json!({"type": "object", "properties": {"a": {"type": "string"}}, "additionalProperties": false}),
+            json!({"type": "object", "properties": {}, "additionalProperties": false}),
+            json!({"type": "object", "properties": {"tags": {"type": "array", "items": {"type": "string"}}}}),
+        ];
+        for schema in closed {
+            let format = output_format(&schema);
+            assert!(format.strict, "{schema}");
+            assert_eq!(format.schema, strictify(&schema));
+            assert_eq!(format.schema["additionalProperties"], false);
+        }
     }
 
     #[test]

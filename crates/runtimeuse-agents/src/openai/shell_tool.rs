@@ -8,6 +8,10 @@
 //! Commands run through the request's [`AgentContext`], so they stream to the client as
 //! `command_output_message`s, run in their own process group and die with the request.
 //! The model gets exit code, stdout and stderr, shortened to a limit.
+//!
+//! The agent's credentials ([`CREDENTIAL_VARS`]) are removed from the commands'
+//! environment, the runtime's inherited one included, and the API key is redacted from
+//! the output the model reads.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -16,9 +20,11 @@ use std::time::Duration;
 use runtimeuse_protocol::Command;
 use runtimeuse_server::agent::AgentContext;
 use runtimeuse_server::command::{CommandError, CommandOutcome};
+use runtimeuse_server::redact::Redactor;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::client::CREDENTIAL_VARS;
 use super::config::OpenAiConfig;
 use super::error::OpenAiError;
 use super::items::ShellAction;
@@ -62,11 +68,14 @@ struct ShellArguments {
 /// Runs tool calls for one invocation.
 pub(crate) struct ShellRunner<'a> {
     /// The request's context.
-    pub ctx: &'a AgentContext,
-    /// Environment for the commands: the invocation's (runtime env + `agent_env`).
-    pub env: &'a BTreeMap<String, String>,
+    ctx: &'a AgentContext,
+    /// Environment for the commands: the invocation's (runtime env + `agent_env`) without
+    /// the agent's credentials.
+    env: BTreeMap<String, String>,
     /// Limits.
-    pub config: &'a OpenAiConfig,
+    config: &'a OpenAiConfig,
+    /// The API key, taken out of what the model reads of a command's output.
+    redactor: Redactor,
 }
 
 /// How running one command ended, short of cancellation.
@@ -75,7 +84,27 @@ enum Ran {
     NotStarted(String),
 }
 
-impl ShellRunner<'_> {
+impl<'a> ShellRunner<'a> {
+    /// A runner whose commands get `env` minus [`CREDENTIAL_VARS`], and whose outputs
+    /// never show the model `api_key`.
+    pub fn new(
+        ctx: &'a AgentContext,
+        env: &BTreeMap<String, String>,
+        config: &'a OpenAiConfig,
+        api_key: &str,
+    ) -> Self {
+        let mut env = env.clone();
+        for name in CREDENTIAL_VARS {
+            env.remove(name);
+        }
+        Self {
+            ctx,
+            env,
+            config,
+            redactor: Redactor::new([api_key]),
+        }
+    }
+
     /// The `function_call_output` item answering a function call.
     pub async fn answer_function_call(
         &self,
@@ -149,11 +178,22 @@ impl ShellRunner<'_> {
     async fn run(&self, command: &str, timeout: Duration) -> Result<Ran, OpenAiError> {
         let mut options = self.ctx.command_options().clone();
         options.timeout = Some(timeout);
+        // The runtime's own environment is inherited: leaving the credentials out of
+        // `env` is not enough.
+        options
+            .env_remove
+            .extend(CREDENTIAL_VARS.iter().map(|name| (*name).to_owned()));
         let mut request = Command::new(command);
         request.env = Some(self.env.clone());
         tracing::debug!(command, timeout_ms = timeout.as_millis(), "shell tool call");
         match self.ctx.run_command_with(&request, &options).await {
-            Ok(outcome) => Ok(Ran::Finished(outcome)),
+            Ok(mut outcome) => {
+                // The key can still be read elsewhere (a file, the runtime's /proc entry):
+                // what the model reads must not hold it, or a web search could carry it off.
+                self.redactor.redact_in_place(&mut outcome.stdout);
+                self.redactor.redact_in_place(&mut outcome.stderr);
+                Ok(Ran::Finished(outcome))
+            }
             Err(CommandError::Cancelled) => Err(OpenAiError::Cancelled),
             Err(e) => Ok(Ran::NotStarted(e.to_string())),
         }

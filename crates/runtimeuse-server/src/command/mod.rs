@@ -46,6 +46,10 @@ pub struct CommandOptions {
     /// Kill the command's process group after this long; the outcome then has `timed_out`
     /// set and exit code [`TIMEOUT_EXIT_CODE`]. `None`: no limit.
     pub timeout: Option<Duration>,
+    /// Variables removed from the command's environment, whether inherited from the
+    /// runtime or set by `command.env` (an agent keeps its own credentials from the
+    /// commands it runs this way). Default: none.
+    pub env_remove: Vec<String>,
 }
 
 impl Default for CommandOptions {
@@ -56,6 +60,7 @@ impl Default for CommandOptions {
             drain_after_exit: Duration::from_secs(2),
             default_cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
             timeout: None,
+            env_remove: Vec::new(),
         }
     }
 }
@@ -103,7 +108,8 @@ pub enum CommandError {
 ///
 /// - The working directory is `command.cwd` (relative paths against
 ///   `options.default_cwd`) or `options.default_cwd`, created if missing.
-/// - `command.env` is merged over the runtime's own environment; stdin is `/dev/null`.
+/// - `command.env` is merged over the runtime's own environment, then the variables named
+///   in `options.env_remove` are taken out; stdin is `/dev/null`.
 /// - stdout and stderr are streamed while the command runs, each as UTF-8 text (invalid
 ///   bytes become U+FFFD) redacted with the outbox's secrets, and captured up to
 ///   `options.capture_limit` bytes each. Sending waits for room in the outbox, which slows
@@ -262,6 +268,9 @@ async fn spawn_shell(
         .kill_on_drop(true);
     if let Some(env) = &command.env {
         shell.envs(env);
+    }
+    for name in &options.env_remove {
+        shell.env_remove(name);
     }
     let child = shell.spawn().map_err(CommandError::Spawn)?;
     let pid = child.id().unwrap_or_default();
