@@ -20,7 +20,7 @@ pub use client::{
     ArtifactUploadResponse, ClientMessage, Command, CommandExecution, Downloadable, Invocation,
     RequestEnvelope,
 };
-pub use parse::{Incoming, ParseError, parse_client_frame, parse_server_frame};
+pub use parse::{Incoming, ParseError, parse_client_frame, parse_server_frame, secrets_in_frame};
 pub use server::{
     ArtifactUploadRequest, AssistantMessage, CommandExecutionResultMessage, CommandOutput,
     CommandResultItem, ErrorMessage, Heartbeat, OutputStream, ResultData, ResultMessage,

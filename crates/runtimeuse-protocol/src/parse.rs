@@ -114,3 +114,35 @@ pub fn parse_client_frame(frame: &str) -> Result<Incoming<ClientMessage>, ParseE
 pub fn parse_server_frame(frame: &str) -> Result<Incoming<ServerMessage>, ParseError> {
     parse_frame(frame, decode_server)
 }
+
+/// The values under `secrets_to_redact` in a frame, however malformed the rest is (a lone
+/// string, strings among other values): a frame rejected for its shape must still not
+/// have its secrets echoed back in the error or written to a log.
+pub fn secrets_in_frame(frame: &str) -> Vec<String> {
+    let Ok(Value::Object(object)) = serde_json::from_str::<Value>(frame) else {
+        return Vec::new();
+    };
+    match object.get("secrets_to_redact") {
+        Some(Value::String(secret)) => vec![secret.clone()],
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_found_in_malformed_frames() {
+        let frame = r#"{"message_type":"invocation_message","secrets_to_redact":"s3cr3t"}"#;
+        assert_eq!(secrets_in_frame(frame), ["s3cr3t"]);
+        let frame = r#"{"secrets_to_redact":["a", 1, "b"]}"#;
+        assert_eq!(secrets_in_frame(frame), ["a", "b"]);
+        assert!(secrets_in_frame("{broken").is_empty());
+    }
+}

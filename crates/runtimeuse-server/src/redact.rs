@@ -50,15 +50,30 @@ impl Inner {
         }
     }
 
-    fn last_match_end(&self, text: &str) -> usize {
+    /// Start and end of every match, leftmost-longest, in order.
+    fn match_spans(&self, text: &str) -> Vec<(usize, usize)> {
         match &self.matcher {
-            Some(m) => m.find_iter(text).last().map_or(0, |m| m.end()),
-            None => self
-                .secrets
-                .iter()
-                .filter_map(|s| text.rfind(s.as_str()).map(|i| i + s.len()))
-                .max()
-                .unwrap_or(0),
+            Some(m) => m.find_iter(text).map(|m| (m.start(), m.end())).collect(),
+            None => {
+                let mut spans = Vec::new();
+                let mut i = 0;
+                while i < text.len() {
+                    let longest = self
+                        .secrets
+                        .iter()
+                        .filter(|s| text[i..].starts_with(s.as_str()))
+                        .map(String::len)
+                        .max();
+                    match longest {
+                        Some(len) => {
+                            spans.push((i, i + len));
+                            i += len;
+                        }
+                        None => i += text[i..].chars().next().map_or(1, char::len_utf8),
+                    }
+                }
+                spans
+            }
         }
     }
 }
@@ -79,10 +94,11 @@ impl Redactor {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
+        let mut seen = std::collections::HashSet::new();
         let mut list: Vec<String> = Vec::new();
         for secret in secrets {
             let secret = secret.as_ref();
-            if !secret.is_empty() && !list.iter().any(|s| s == secret) {
+            if !secret.is_empty() && seen.insert(secret.to_owned()) {
                 list.push(secret.to_owned());
             }
         }
@@ -101,8 +117,14 @@ impl Redactor {
         }
     }
 
-    /// A redactor for the secrets of both `self` and `other`.
+    /// A redactor for the secrets of both `self` and `other`. Cheap when `other` adds
+    /// nothing new (the common case of a session repeating its secrets).
     pub fn union(&self, other: &Redactor) -> Self {
+        let known: std::collections::HashSet<&str> =
+            self.secrets().iter().map(String::as_str).collect();
+        if other.secrets().iter().all(|s| known.contains(s.as_str())) {
+            return self.clone();
+        }
         Self::new(self.secrets().iter().chain(other.secrets()))
     }
 
@@ -165,20 +187,12 @@ impl Redactor {
         }
     }
 
-    /// Start of the shortest suffix of `text` that is a proper prefix of some secret and
-    /// could therefore become a secret once more text arrives; `text.len()` if none.
-    fn pending_start(&self, text: &str) -> usize {
-        let longest = self.max_secret_len();
-        let earliest = text.len().saturating_sub(longest.saturating_sub(1));
-        (earliest..text.len())
-            .filter(|&i| text.is_char_boundary(i))
-            .find(|&i| {
-                let tail = &text[i..];
-                self.secrets()
-                    .iter()
-                    .any(|s| s.len() > tail.len() && s.starts_with(tail))
-            })
-            .unwrap_or(text.len())
+    /// Whether `tail` is a proper prefix of some secret, i.e. more text could complete a
+    /// secret starting here.
+    fn completes_later(&self, tail: &str) -> bool {
+        self.secrets()
+            .iter()
+            .any(|s| s.len() > tail.len() && s.starts_with(tail))
     }
 }
 
@@ -208,12 +222,9 @@ impl StreamRedactor {
         }
         self.pending.push_str(chunk);
         let buffer = std::mem::take(&mut self.pending);
-        // Complete secrets anywhere in the buffer are replaced; after the last replacement,
-        // hold back the tail that is a prefix of a secret.
-        let last_match_end = self.last_match_end(&buffer);
-        let hold_from = last_match_end + self.redactor.pending_start(&buffer[last_match_end..]);
-        self.pending = buffer[hold_from..].to_owned();
-        self.redactor.redact(&buffer[..hold_from])
+        let cut = self.settled_len(&buffer);
+        self.pending = buffer[cut..].to_owned();
+        self.redactor.redact(&buffer[..cut])
     }
 
     /// Ends the stream; returns whatever was held back, redacted.
@@ -222,11 +233,33 @@ impl StreamRedactor {
         self.redactor.redact(&rest)
     }
 
-    fn last_match_end(&self, text: &str) -> usize {
-        self.redactor
-            .inner
-            .as_ref()
-            .map_or(0, |inner| inner.last_match_end(text))
+    /// Length of the prefix of `text` whose redaction no later text can change: it ends at
+    /// the first position, not inside a match already decided, from which the rest of
+    /// `text` is a proper prefix of some secret (a secret may still be completing there,
+    /// possibly a longer one than a match found so far).
+    fn settled_len(&self, text: &str) -> usize {
+        let Some(inner) = self.redactor.inner.as_ref() else {
+            return text.len();
+        };
+        let spans = inner.match_spans(text);
+        // Positions before the window can only start secrets that fit in `text`.
+        let longest = self.redactor.max_secret_len();
+        let window = text.len().saturating_sub(longest.saturating_sub(1));
+        let mut covered = 0;
+        let mut next = 0;
+        for p in window..text.len() {
+            while next < spans.len() && spans[next].0 < p {
+                covered = covered.max(spans[next].1);
+                next += 1;
+            }
+            if p < covered || !text.is_char_boundary(p) {
+                continue;
+            }
+            if self.redactor.completes_later(&text[p..]) {
+                return p;
+            }
+        }
+        text.len()
     }
 }
 
@@ -260,6 +293,47 @@ mod tests {
         out.push_str(&s.push("RET123 world"));
         out.push_str(&s.finish());
         assert_eq!(out, "hello [REDACTED] world");
+    }
+
+    #[test]
+    fn stream_waits_when_a_longer_secret_may_extend_a_complete_one() {
+        let secrets = ["tok-123", "tok-123-SECRETPART"];
+        let mut s = StreamRedactor::new(Redactor::new(secrets));
+        let mut out = s.push("key=tok-123");
+        out.push_str(&s.push("-SECRETPART end"));
+        out.push_str(&s.finish());
+        assert_eq!(out, "key=[REDACTED] end");
+
+        let text = "a tok-123 b tok-123-SECRETPART c tok-123-SECRET d";
+        let whole = Redactor::new(secrets).redact(text);
+        for a in 0..=text.len() {
+            for b in a..=text.len() {
+                let mut s = StreamRedactor::new(Redactor::new(secrets));
+                let mut out = s.push(&text[..a]);
+                out.push_str(&s.push(&text[a..b]));
+                out.push_str(&s.push(&text[b..]));
+                out.push_str(&s.finish());
+                assert_eq!(out, whole, "split at {a},{b}");
+            }
+        }
+    }
+
+    #[test]
+    fn text_that_cannot_become_a_secret_is_not_held() {
+        let mut s = StreamRedactor::new(Redactor::new(["SECRET"]));
+        assert_eq!(s.push("progress: 42%"), "progress: 42%");
+        assert_eq!(s.push(" SECRET done"), " [REDACTED] done");
+    }
+
+    #[test]
+    fn union_with_known_secrets_keeps_the_same_matcher() {
+        let a = Redactor::new(["one", "two"]);
+        let b = a.union(&Redactor::new(["two"]));
+        assert!(Arc::ptr_eq(
+            a.inner.as_ref().unwrap(),
+            b.inner.as_ref().unwrap()
+        ));
+        assert_eq!(a.union(&Redactor::new(["three"])).len(), 3);
     }
 
     #[test]

@@ -293,6 +293,13 @@ async fn command_steps(
             break;
         }
     }
+    // Sized as sent: redaction can lengthen text (a short secret becomes `[REDACTED]`).
+    let redactor = ctx.outbox.redactor();
+    for item in &mut results {
+        if let Some(stdout) = item.stdout.as_mut() {
+            redactor.redact_in_place(stdout);
+        }
+    }
     fit_results(&mut results, ctx.config.max_result_frame_bytes);
     Ok(ServerMessage::CommandExecutionResultMessage(
         CommandExecutionResultMessage { results },

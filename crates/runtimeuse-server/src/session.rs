@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use runtimeuse_protocol::{
     ClientMessage, ErrorMessage, Incoming, RequestEnvelope, ServerMessage, parse_client_frame,
+    secrets_in_frame,
 };
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
@@ -194,6 +195,10 @@ impl Session {
                 return Flow::Continue;
             }
             Err(e) => {
+                // The error text may quote the frame's values: its secrets go first.
+                let redactor = Redactor::new(secrets_in_frame(text));
+                self.outbox.add_secrets(&redactor);
+                register_secrets(&redactor);
                 warn!(error = %e, "rejecting malformed frame");
                 let mut metadata = Map::new();
                 metadata.insert("error_name".into(), Value::String("InvalidMessage".into()));

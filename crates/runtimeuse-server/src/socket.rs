@@ -148,12 +148,27 @@ async fn write_frames(
         tokio::select! {
             biased;
             () = client_gone.cancelled() => break,
+            // Pings come before frames: a long stream of output must not starve them.
+            _ = pings.tick(), if ping_interval.is_some() => {
+                if last_heard.silence() > interval * MISSED_PINGS {
+                    info!(silence = ?last_heard.silence(), "client stopped answering pings; treating it as gone");
+                    client_gone.cancel();
+                    break;
+                }
+                if !send(&mut sink, Message::Ping(Vec::new().into())).await {
+                    client_gone.cancel();
+                    break;
+                }
+            }
             frame = outbox.recv() => match frame {
                 Some(frame) => {
                     if !send(&mut sink, Message::Text(frame.into())).await {
                         client_gone.cancel();
                         break;
                     }
+                    // A client taking frames off the socket is alive, even if its pongs
+                    // queue behind the output it is still reading.
+                    last_heard.touch();
                 }
                 None => break,
             },
@@ -165,17 +180,6 @@ async fn write_frames(
                 }
                 let _ = send(&mut sink, Message::Close(None)).await;
                 break;
-            }
-            _ = pings.tick(), if ping_interval.is_some() => {
-                if last_heard.silence() > interval * MISSED_PINGS {
-                    info!(silence = ?last_heard.silence(), "client stopped answering pings; treating it as gone");
-                    client_gone.cancel();
-                    break;
-                }
-                if !send(&mut sink, Message::Ping(Vec::new().into())).await {
-                    client_gone.cancel();
-                    break;
-                }
             }
         }
     }

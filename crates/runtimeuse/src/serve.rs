@@ -16,11 +16,15 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::{AgentKind, ServeArgs};
 
+/// Longest duration any timing flag accepts (a day): beyond it a value is surely a typo.
+const MAX_SECONDS: f64 = 86_400.0;
+
 fn seconds(name: &str, value: f64) -> anyhow::Result<Duration> {
-    if !value.is_finite() || value < 0.0 {
-        bail!("--{name} must be a non-negative number of seconds, got {value}");
+    if !(0.0..=MAX_SECONDS).contains(&value) {
+        bail!("--{name} must be between 0 and {MAX_SECONDS} seconds, got {value}");
     }
-    Ok(Duration::from_secs_f64(value))
+    Duration::try_from_secs_f64(value)
+        .map_err(|e| anyhow::anyhow!("--{name}: {value} is not a duration: {e}"))
 }
 
 fn agent(args: &ServeArgs) -> Arc<dyn Agent> {

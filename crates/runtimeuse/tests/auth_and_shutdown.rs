@@ -176,6 +176,16 @@ fn invalid_flags_fail_with_a_clear_message() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("heartbeat-interval"), "{stderr}");
+
+    for flag in ["--artifact-grace=1e30", "--kill-grace=NaN"] {
+        let output = Command::new(env!("CARGO_BIN_EXE_runtimeuse"))
+            .args(["--agent", "echo", "--port", "0", flag])
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(1), "{flag}: {output:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains("must be between"), "{flag}: {stderr}");
+    }
 }
 
 #[tokio::test]

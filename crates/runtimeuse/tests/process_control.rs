@@ -156,3 +156,30 @@ async fn a_client_that_answers_pings_keeps_a_long_quiet_request() {
     let (_, result) = peer.until_terminal().await;
     assert_eq!(result["data"]["text"], "done");
 }
+
+#[tokio::test]
+async fn a_slow_reader_of_long_output_is_not_mistaken_for_a_dead_client() {
+    let runtime = start_runtime(|c| {
+        c.ping_interval = Some(Duration::from_millis(100));
+        c.session.commands.capture_limit = 1024;
+    })
+    .await;
+    let mut peer = Peer::connect(&runtime.ws_url()).await;
+    // Output keeps the outbox full for well over three ping intervals.
+    peer.send(command_execution(&[
+        "head -c 40000000 /dev/zero | tr '\\0' a; sleep 0.5; echo finished",
+    ]))
+    .await;
+    let mut frames = 0u64;
+    let terminal = loop {
+        let message = peer.recv().await;
+        if common::is_terminal(&message) {
+            break message;
+        }
+        frames += 1;
+        if frames % 20 == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    assert_eq!(terminal["results"][0]["exit_code"], 0, "{terminal}");
+}

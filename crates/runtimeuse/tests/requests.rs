@@ -276,7 +276,7 @@ async fn secrets_are_redacted_everywhere_including_split_output() {
 }
 
 #[tokio::test]
-async fn agent_env_is_merged_and_visible_to_commands_not_to_the_runtime() {
+async fn command_env_is_merged_over_the_runtime_environment() {
     let runtime = start_runtime(|_| {}).await;
     let mut peer = Peer::connect(&runtime.ws_url()).await;
     let mut message = command_execution(&["echo \"$A-$B-${PATH:+haspath}\""]);
@@ -309,4 +309,42 @@ async fn result_frames_stay_under_the_clients_frame_limit_while_streaming_keeps_
     let streamed = output_text(&before, "stdout");
     assert!(streamed.starts_with("1\n2\n") && streamed.ends_with("399999\n400000\nsmall\n"));
     assert_eq!(streamed.lines().count(), 400_001);
+}
+
+#[tokio::test]
+async fn secrets_in_a_malformed_frame_are_not_echoed_back() {
+    let runtime = start_runtime(|_| {}).await;
+    let mut peer = Peer::connect(&runtime.ws_url()).await;
+    peer.send(json!({
+        "message_type": "invocation_message",
+        "system_prompt": "s", "user_prompt": "p", "model": "m",
+        "secrets_to_redact": "lonely-s3cr3t"
+    }))
+    .await;
+    let error = peer.recv().await;
+    assert_eq!(error["message_type"], "error_message");
+    let text = error.to_string();
+    assert!(!text.contains("lonely-s3cr3t"), "{text}");
+    assert!(text.contains("secrets_to_redact"), "{text}");
+}
+
+#[tokio::test]
+async fn result_frames_are_sized_after_redaction() {
+    let runtime = start_runtime(|_| {}).await;
+    let mut peer = Peer::connect(&runtime.ws_url()).await;
+    // 600 kB of a two-letter secret would become 3 MB of markers if sized before redaction.
+    let mut message =
+        command_execution(&["head -c 600000 /dev/zero | tr '\\0' x | sed 's/xx/ab/g'"]);
+    message["secrets_to_redact"] = json!(["ab"]);
+    peer.send(message).await;
+    let (_, result) = peer.until_terminal().await;
+    let encoded = result.to_string().len();
+    assert!(encoded <= 1_000_000, "result frame of {encoded} bytes");
+    assert_eq!(result["results"][0]["stdout_truncated"], true);
+    assert!(
+        result["results"][0]["stdout"]
+            .as_str()
+            .unwrap()
+            .starts_with("[REDACTED][REDACTED]")
+    );
 }
