@@ -24,9 +24,8 @@ impl NativeClient {
     }
 
     /// The events of one agent invocation (`message_json`: an `invocation_message`).
-    #[pyo3(signature = (message_json, idle_timeout = None))]
-    fn query(&self, message_json: &str, idle_timeout: Option<f64>) -> PyResult<NativeEventStream> {
-        let (prompt, options) = query_options(message_json, idle_timeout, None)?;
+    fn query(&self, message_json: &str) -> PyResult<NativeEventStream> {
+        let (prompt, options) = query_options(message_json, None)?;
         let _runtime = crate::runtime().enter();
         Ok(NativeEventStream::new(
             self.client.query_stream(prompt, options),
@@ -34,13 +33,8 @@ impl NativeClient {
     }
 
     /// The events of one command execution (`message_json`: a `command_execution_message`).
-    #[pyo3(signature = (message_json, idle_timeout = None))]
-    fn execute_commands(
-        &self,
-        message_json: &str,
-        idle_timeout: Option<f64>,
-    ) -> PyResult<NativeEventStream> {
-        let (commands, options) = command_options(message_json, idle_timeout, None)?;
+    fn execute_commands(&self, message_json: &str) -> PyResult<NativeEventStream> {
+        let (commands, options) = command_options(message_json, None)?;
         let _runtime = crate::runtime().enter();
         Ok(NativeEventStream::new(
             self.client.execute_commands_stream(commands, options),
@@ -75,18 +69,17 @@ pub(crate) struct NativeSession {
 impl NativeSession {
     /// Like `Client.query`; `on_late_artifact(filename, filepath)` (a coroutine function)
     /// answers the upload requests that arrive while the session closes.
-    #[pyo3(signature = (message_json, idle_timeout = None, on_late_artifact = None))]
+    #[pyo3(signature = (message_json, on_late_artifact = None))]
     fn query(
         &self,
         py: Python<'_>,
         message_json: &str,
-        idle_timeout: Option<f64>,
         on_late_artifact: Option<Py<PyAny>>,
     ) -> PyResult<NativeEventStream> {
         let late = on_late_artifact
             .map(|handler| python_artifact_callback(py, handler))
             .transpose()?;
-        let (prompt, options) = query_options(message_json, idle_timeout, late)?;
+        let (prompt, options) = query_options(message_json, late)?;
         let _runtime = crate::runtime().enter();
         Ok(NativeEventStream::new(
             self.session.query_stream(prompt, options),
@@ -94,18 +87,17 @@ impl NativeSession {
     }
 
     /// Like `Client.execute_commands`; see `query` for `on_late_artifact`.
-    #[pyo3(signature = (message_json, idle_timeout = None, on_late_artifact = None))]
+    #[pyo3(signature = (message_json, on_late_artifact = None))]
     fn execute_commands(
         &self,
         py: Python<'_>,
         message_json: &str,
-        idle_timeout: Option<f64>,
         on_late_artifact: Option<Py<PyAny>>,
     ) -> PyResult<NativeEventStream> {
         let late = on_late_artifact
             .map(|handler| python_artifact_callback(py, handler))
             .transpose()?;
-        let (commands, options) = command_options(message_json, idle_timeout, late)?;
+        let (commands, options) = command_options(message_json, late)?;
         let _runtime = crate::runtime().enter();
         Ok(NativeEventStream::new(
             self.session.execute_commands_stream(commands, options),

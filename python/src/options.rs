@@ -1,9 +1,11 @@
 //! Call options from the Python layer: the wire message it built (JSON from its pydantic
-//! models, so field types were already checked the way the published client checks them)
-//! plus the limits enforced in Rust.
+//! models, so field types were already checked the way the published client checks them).
+//!
+//! No time limit is handed to Rust: the Python layer enforces them all, `idle_timeout`
+//! around waiting for the next events only (time in its callbacks does not count, as in
+//! the published client), the overall one around the whole call.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures_util::FutureExt;
 use pyo3::exceptions::PyValueError;
@@ -17,7 +19,6 @@ use runtimeuse_protocol::ClientMessage;
 /// `prompt` and options of a `query`, from an `invocation_message` in JSON.
 pub(crate) fn query_options(
     message_json: &str,
-    idle_timeout: Option<f64>,
     late_artifacts: Option<OnArtifactUploadRequest>,
 ) -> PyResult<(String, QueryOptions)> {
     let ClientMessage::InvocationMessage(invocation) = parse(message_json)? else {
@@ -37,7 +38,6 @@ pub(crate) fn query_options(
         .post_agent_invocation_commands
         .unwrap_or_default();
     options.pre_agent_downloadables = invocation.pre_agent_downloadables.unwrap_or_default();
-    options.idle_timeout = seconds("idle_timeout", idle_timeout)?;
     // Event streams answer upload requests through events; a session keeps this callback
     // to answer the requests that arrive while it closes.
     options.on_artifact_upload_request = late_artifacts;
@@ -47,7 +47,6 @@ pub(crate) fn query_options(
 /// Commands and options of an `execute_commands`, from a `command_execution_message`.
 pub(crate) fn command_options(
     message_json: &str,
-    idle_timeout: Option<f64>,
     late_artifacts: Option<OnArtifactUploadRequest>,
 ) -> PyResult<(Vec<Command>, ExecuteCommandsOptions)> {
     let ClientMessage::CommandExecutionMessage(execution) = parse(message_json)? else {
@@ -62,7 +61,6 @@ pub(crate) fn command_options(
     options.artifacts_dirs = artifacts_dirs;
     options.artifacts_ignore_content = execution.artifacts_ignore_content;
     options.pre_execution_downloadables = execution.pre_execution_downloadables.unwrap_or_default();
-    options.idle_timeout = seconds("idle_timeout", idle_timeout)?;
     options.on_artifact_upload_request = late_artifacts;
     Ok((execution.commands, options))
 }
@@ -70,15 +68,6 @@ pub(crate) fn command_options(
 fn parse(message_json: &str) -> PyResult<ClientMessage> {
     serde_json::from_str(message_json)
         .map_err(|e| PyValueError::new_err(format!("invalid request message: {e}")))
-}
-
-fn seconds(name: &str, value: Option<f64>) -> PyResult<Option<Duration>> {
-    value
-        .map(|secs| {
-            Duration::try_from_secs_f64(secs)
-                .map_err(|e| PyValueError::new_err(format!("{name} = {secs}: {e}")))
-        })
-        .transpose()
 }
 
 /// An upload callback that awaits `handler(filename, filepath)` on the caller's event

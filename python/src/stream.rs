@@ -120,4 +120,14 @@ impl ArtifactRequest {
             .respond(ArtifactUploadResult::new(presigned_url, content_type))
             .map_err(|e| PyConnectionError::new_err(e.to_string()))
     }
+
+    /// Leaves the request unanswered (the file is not uploaded). The native call holds its
+    /// result back until the requests it handed out are answered or released, so an
+    /// unanswered one is released at once rather than when Python collects it.
+    fn discard(&self) {
+        self.event
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+    }
 }

@@ -86,8 +86,10 @@ async def test_session_abort_then_the_session_goes_on(client, tmp_path):
         await assert_gone(int(pid_file.read_text()))
 
         aborter = asyncio.create_task(abort_after(session, 0.3))
+        started = time.monotonic()
         with pytest.raises(CancelledException, match="Query was cancelled"):
             await session.query(prompt="SLOW:10000", options=query_options())
+        assert time.monotonic() - started < 2
         await aborter
 
         result = await session.query(prompt="ECHO:next", options=query_options())
@@ -156,6 +158,33 @@ async def test_idle_timeout_raises_agent_runtime_error(start_runtime):
 async def test_heartbeats_keep_the_idle_timeout_from_firing(client):
     result = await client.query(prompt="SLOW:1200", options=query_options(idle_timeout=0.8))
     assert result.data.text == "done"
+
+
+async def test_idle_timeout_does_not_count_time_spent_in_callbacks(start_runtime):
+    # As in the published client, the limit is on waiting for the next message: the
+    # runtime is silent for 1.6 s, but 1 s of it is spent in the output callback.
+    rt = start_runtime("--heartbeat-interval", "30")
+    seen = []
+
+    async def slow(msg):
+        seen.append(msg.text)
+        await asyncio.sleep(1)
+
+    result = await RuntimeUseClient(ws_url=rt.url).execute_commands(
+        commands=[CommandInterface(command="echo hi; sleep 1.6; echo bye")],
+        options=exec_options(on_command_output=slow, idle_timeout=1.2),
+    )
+    assert result.results[0].stdout == "hi\nbye\n"
+    assert "".join(seen) == "hi\nbye\n"
+
+
+async def test_idle_timeout_in_a_session_leaves_it_usable(start_runtime):
+    rt = start_runtime("--heartbeat-interval", "30")
+    async with RuntimeUseClient(ws_url=rt.url).session() as session:
+        with pytest.raises(AgentRuntimeError, match="No message received"):
+            await session.query(prompt="SLOW:3000", options=query_options(idle_timeout=0.3))
+        result = await session.query(prompt="ECHO:after idle", options=query_options())
+    assert result.data.text == "after idle"
 
 
 # --------------------------------------------------------------------------- callbacks

@@ -148,6 +148,30 @@ async def test_refused_token_raises_connection_error_with_the_status(start_runti
     assert ok.data.text == "let in"
 
 
+async def test_a_token_in_the_url_stays_out_of_errors(unused_tcp_port, start_runtime):
+    secret = "SECRET-TOKEN-123"
+    client = RuntimeUseClient(ws_url=f"ws://127.0.0.1:{unused_tcp_port}/?token={secret}")
+    with pytest.raises(ConnectionError) as info:
+        await client.query(prompt="ECHO:x", options=query_options(timeout=10))
+    assert secret not in str(info.value)
+    assert f"ws://127.0.0.1:{unused_tcp_port}/?token=***" in str(info.value)
+    with pytest.raises(ConnectionError) as info:
+        async with client.session():
+            pass
+    assert secret not in str(info.value)
+
+    with pytest.raises(ValueError) as info:
+        RuntimeUseClient(ws_url=f"http://user:pw-{secret}@127.0.0.1/?token={secret}")
+    assert secret not in str(info.value)
+
+    rt = start_runtime("--token", "T0K")
+    with pytest.raises(ConnectionError, match="401") as info:
+        await RuntimeUseClient(ws_url=f"{rt.url}/?token={secret}").query(
+            prompt="ECHO:x", options=query_options()
+        )
+    assert secret not in str(info.value)
+
+
 async def test_output_format_that_is_not_json_is_a_value_error(client):
     with pytest.raises(ValueError, match="not JSON"):
         await client.query(

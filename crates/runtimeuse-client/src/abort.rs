@@ -59,3 +59,49 @@ impl AbortHandle {
             .child_token()
     }
 }
+
+/// What stops a request early: the abort handle's token (taken when the call starts), and
+/// for a session stream also the stream being dropped.
+#[derive(Clone, Default)]
+pub(crate) struct CancelSignal {
+    abort: CancellationToken,
+    dropped: Option<CancellationToken>,
+}
+
+impl CancelSignal {
+    pub fn new(abort: CancellationToken, dropped: Option<CancellationToken>) -> Self {
+        Self { abort, dropped }
+    }
+
+    /// Whether the call was aborted or its caller went away.
+    pub fn is_cancelled(&self) -> bool {
+        self.abort.is_cancelled() || self.is_dropped()
+    }
+
+    fn is_dropped(&self) -> bool {
+        self.dropped
+            .as_ref()
+            .is_some_and(CancellationToken::is_cancelled)
+    }
+
+    /// Resolves when the call is aborted or its caller goes away.
+    pub async fn cancelled(&self) {
+        tokio::select! {
+            () = self.abort.cancelled() => {}
+            () = self.dropped() => {}
+        }
+    }
+
+    /// Resolves when the call is aborted (the caller still waits for the outcome).
+    pub async fn aborted(&self) {
+        self.abort.cancelled().await;
+    }
+
+    /// Resolves when nobody waits for the outcome any more (never for plain calls).
+    pub async fn dropped(&self) {
+        match &self.dropped {
+            Some(dropped) => dropped.cancelled().await,
+            None => std::future::pending().await,
+        }
+    }
+}

@@ -10,11 +10,13 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue, header};
 use tracing::Instrument;
 
+use crate::abort::CancelSignal;
 use crate::connection::{ConnectConfig, Connection};
 use crate::options::RequestSpec;
-use crate::request_loop::{CancelSignal, Exchange, Sink, sleep_until};
+use crate::request_loop::{Exchange, Sink, sleep_until};
 use crate::result::Outcome;
 use crate::stream::{EventStream, StreamGuard};
+use crate::url_mask::{mask_url, scrub};
 use crate::{
     AbortHandle, CommandExecutionResult, Error, Event, ExecuteCommandsOptions, QueryOptions,
     QueryResult, Session, TimeoutKind,
@@ -31,7 +33,7 @@ pub(crate) const STREAM_BUFFER: usize = 64;
 /// One-shot calls ([`query`](Self::query), [`execute_commands`](Self::execute_commands))
 /// open a connection, run one request and close it. [`session`](Self::session) keeps one
 /// connection for many sequential calls. Clones share the configuration and the abort
-/// handle.
+/// handle. Its `Debug` output masks credentials in the URL and header values.
 #[derive(Debug, Clone)]
 pub struct RuntimeUseClient {
     config: Arc<ConnectConfig>,
@@ -41,6 +43,10 @@ pub struct RuntimeUseClient {
 impl RuntimeUseClient {
     /// A client for the runtime at `ws_url` (e.g. `ws://127.0.0.1:8080`), with default
     /// settings. A malformed URL is reported by the first call as [`Error::Connect`].
+    ///
+    /// An auth token may be given in the URL (`?token=…`; the runtime accepts it there as
+    /// well as in the `Authorization` header). Errors, logs and `Debug` output show the URL
+    /// with its query values and userinfo masked.
     pub fn new(ws_url: impl Into<String>) -> Self {
         Self {
             config: Arc::new(ConnectConfig {
@@ -74,7 +80,7 @@ impl RuntimeUseClient {
         }
     }
 
-    /// The runtime's URL.
+    /// The runtime's URL, as given (credentials included; not for logs).
     pub fn url(&self) -> &str {
         &self.config.url
     }
@@ -235,12 +241,24 @@ pub(crate) fn request_span(kind: &'static str, source_id: Option<&str>) -> traci
 }
 
 /// Builds a [`RuntimeUseClient`] with non-default settings.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[must_use]
 pub struct ClientBuilder {
     url: String,
     headers: Vec<(String, String)>,
     connect_timeout: Duration,
+}
+
+/// Header values (the auth token among them) and URL credentials stay out of it.
+impl std::fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let header_names: Vec<&str> = self.headers.iter().map(|(name, _)| name.as_str()).collect();
+        f.debug_struct("ClientBuilder")
+            .field("url", &mask_url(&self.url))
+            .field("headers", &header_names)
+            .field("connect_timeout", &self.connect_timeout)
+            .finish()
+    }
 }
 
 impl ClientBuilder {
@@ -299,13 +317,16 @@ impl ClientBuilder {
 fn validate_url(url: &str) -> Result<(), Error> {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-    let request = url
-        .into_client_request()
-        .map_err(|e| Error::InvalidOptions(format!("ws_url {url:?}: {e}")))?;
+    let shown = mask_url(url);
+    let request = url.into_client_request().map_err(|e| {
+        let reason = e.to_string();
+        let reason = scrub(&reason, url).unwrap_or(reason);
+        Error::InvalidOptions(format!("ws_url {shown:?}: {reason}"))
+    })?;
     match request.uri().scheme_str() {
         Some("ws" | "wss") => Ok(()),
         _ => Err(Error::InvalidOptions(format!(
-            "ws_url {url:?} must start with ws:// or wss://"
+            "ws_url {shown:?} must start with ws:// or wss://"
         ))),
     }
 }

@@ -12,15 +12,31 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::Error;
+use crate::url_mask::{mask_url, scrub};
 
 type WsStream = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
+/// How long sending the close frame may take.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// How to reach the runtime; shared by one-shot calls and sessions.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct ConnectConfig {
+    /// As given, credentials included: show it through [`mask_url`] only.
     pub url: String,
     pub headers: Vec<(HeaderName, HeaderValue)>,
     pub connect_timeout: Duration,
+}
+
+impl std::fmt::Debug for ConnectConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let header_names: Vec<&str> = self.headers.iter().map(|(name, _)| name.as_str()).collect();
+        f.debug_struct("ConnectConfig")
+            .field("url", &mask_url(&self.url))
+            .field("headers", &header_names)
+            .field("connect_timeout", &self.connect_timeout)
+            .finish()
+    }
 }
 
 /// An open connection.
@@ -39,8 +55,11 @@ impl Connection {
     /// Dials the runtime, bounded by the connect timeout.
     pub async fn open(config: &ConnectConfig) -> Result<Self, Error> {
         let connect_error = |source: Box<dyn std::error::Error + Send + Sync>| Error::Connect {
-            url: config.url.clone(),
-            source,
+            url: mask_url(&config.url),
+            source: match scrub(&source.to_string(), &config.url) {
+                Some(scrubbed) => scrubbed.into(),
+                None => source,
+            },
         };
         let mut request = config
             .url
@@ -48,7 +67,7 @@ impl Connection {
             .into_client_request()
             .map_err(|e| connect_error(e.into()))?;
         request.headers_mut().extend(config.headers.iter().cloned());
-        tracing::debug!(url = %config.url, "connecting to the runtime");
+        tracing::debug!(url = %mask_url(&config.url), "connecting to the runtime");
         let ws = tokio::time::timeout(config.connect_timeout, crate::tls::dial(request))
             .await
             .map_err(|_| {
@@ -140,11 +159,12 @@ impl Connection {
         }
     }
 
-    /// Closes the socket politely; errors are irrelevant at this point.
+    /// Closes the socket politely; errors are irrelevant at this point, and a peer that
+    /// stopped reading cannot hold the caller for long.
     pub async fn close(&mut self) {
         if !self.closed {
             self.closed = true;
-            let _ = self.ws.close(None).await;
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, self.ws.close(None)).await;
         }
     }
 }

@@ -39,7 +39,8 @@ pub enum Error {
     /// The WebSocket connection could not be opened.
     #[error("could not connect to {url}: {source}")]
     Connect {
-        /// The URL that was dialled.
+        /// The URL that was dialled, with its userinfo and query values masked (`***`), so
+        /// that an auth token in the URL does not end up in logs.
         url: String,
         /// Why it failed (DNS, refused, TLS, HTTP 401, timeout…).
         #[source]

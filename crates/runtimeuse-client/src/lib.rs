@@ -77,6 +77,7 @@ mod abort;
 mod callbacks;
 mod client;
 mod connection;
+mod end_session;
 mod error;
 mod options;
 mod request_loop;
@@ -84,6 +85,7 @@ mod result;
 mod session;
 mod stream;
 mod tls;
+mod url_mask;
 
 pub use abort::AbortHandle;
 pub use callbacks::{

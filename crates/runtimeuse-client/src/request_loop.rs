@@ -2,7 +2,10 @@
 //! back (to callbacks or to an event stream) and returns at the terminal message.
 //!
 //! After an abort the loop keeps reading until the runtime's terminal arrives, so that on
-//! a session the terminal of the cancelled request cannot leak into the next one.
+//! a session the terminal of the cancelled request cannot leak into the next one. When the
+//! caller goes away instead (a session's event stream dropped), the loop sends
+//! `cancel_message` and returns at once: the session skips that terminal later, under a
+//! time limit, rather than holding the connection for a runtime that may never answer.
 
 use std::future::Future;
 use std::time::Duration;
@@ -14,8 +17,9 @@ use runtimeuse_protocol::{
 };
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
+use crate::abort::CancelSignal;
 use crate::callbacks::{CallbackResult, Callbacks};
 use crate::connection::Connection;
 use crate::options::Limits;
@@ -29,43 +33,17 @@ pub(crate) enum Sink<T> {
     Events(mpsc::Sender<Result<Event<T>, Error>>),
 }
 
-/// What stops a request early: the abort handle's token, and for a session stream also the
-/// stream being dropped.
-#[derive(Clone, Default)]
-pub(crate) struct CancelSignal {
-    abort: CancellationToken,
-    dropped: Option<CancellationToken>,
-}
-
-impl CancelSignal {
-    pub fn new(abort: CancellationToken, dropped: Option<CancellationToken>) -> Self {
-        Self { abort, dropped }
-    }
-
-    pub fn is_cancelled(&self) -> bool {
-        self.abort.is_cancelled()
-            || self
-                .dropped
-                .as_ref()
-                .is_some_and(CancellationToken::is_cancelled)
-    }
-
-    pub async fn cancelled(&self) {
-        match &self.dropped {
-            None => self.abort.cancelled().await,
-            Some(dropped) => tokio::select! {
-                () = self.abort.cancelled() => {}
-                () = dropped.cancelled() => {}
-            },
-        }
-    }
-}
+/// How long, at most, a request that ended waits for the answers to artifact upload
+/// requests it handed out as events (without an `artifact_upload_callback_timeout`).
+const ARTIFACT_ANSWER_WAIT: Duration = Duration::from_secs(30);
 
 /// How a request ended.
 pub(crate) struct Finished<T> {
     pub result: Result<T, Error>,
     /// Whether the connection is between requests again (terminal seen, or nothing sent).
     pub in_sync: bool,
+    /// Whether `cancel_message` went out for this request.
+    pub cancel_sent: bool,
 }
 
 /// One request's exchange with the runtime.
@@ -75,8 +53,12 @@ pub(crate) struct Exchange<'c, T> {
     limits: Limits,
     cancel: CancelSignal,
     deadline: Option<Instant>,
+    /// Aborted: `cancel_message` sent, still reading until the terminal.
     aborted: bool,
+    cancel_sent: bool,
     request_open: bool,
+    /// Artifact upload requests handed out as events and not yet answered (or dropped).
+    unanswered: TaskTracker,
     message_count: u64,
     last_message_type: Option<String>,
 }
@@ -97,7 +79,9 @@ impl<'c, T: Outcome> Exchange<'c, T> {
             cancel,
             deadline: limits.timeout.map(|timeout| started + timeout),
             aborted: false,
+            cancel_sent: false,
             request_open: false,
+            unanswered: TaskTracker::new(),
             message_count: 0,
             last_message_type: None,
         }
@@ -111,10 +95,54 @@ impl<'c, T: Outcome> Exchange<'c, T> {
             Err(Error::ConnectionClosed { .. }) if self.aborted => Err(Error::Cancelled),
             Err(e) => Err(e),
         };
+        if !self.request_open && !self.aborted {
+            self.await_artifact_answers().await;
+        }
         Finished {
             result,
             in_sync: !self.request_open,
+            cancel_sent: self.cancel_sent,
         }
+    }
+
+    /// The terminal may follow an upload request at once, while the stream consumer is
+    /// still working out the answer: forward the answers given to events before the
+    /// connection is closed (one-shot) or left idle (session), within a bound.
+    async fn await_artifact_answers(&mut self) {
+        self.unanswered.close();
+        if self.unanswered.is_empty() {
+            return;
+        }
+        let limit = self
+            .limits
+            .artifact_upload_callback_timeout
+            .unwrap_or(ARTIFACT_ANSWER_WAIT);
+        let until = Instant::now() + limit;
+        let until = self.deadline.map_or(until, |deadline| deadline.min(until));
+        let cancel = self.cancel.clone();
+        let waiting = self.unanswered.len();
+        tracing::debug!(waiting, "waiting for artifact upload answers");
+        loop {
+            tokio::select! {
+                biased;
+                Some(message) = self.conn.outbox_rx.recv() => {
+                    if self.conn.send(&message).await.is_err() {
+                        return;
+                    }
+                }
+                () = self.unanswered.wait() => break,
+                () = cancel.dropped() => return,
+                () = tokio::time::sleep_until(until) => {
+                    tracing::warn!(
+                        unanswered = self.unanswered.len(),
+                        "artifact upload requests left unanswered after {limit:?}"
+                    );
+                    return;
+                }
+            }
+        }
+        // The last answer went to the outbox just before its event was released.
+        let _ = self.conn.flush_outbox().await;
     }
 
     async fn exchange(&mut self, message: &ClientMessage) -> Result<Terminal, Error> {
@@ -165,13 +193,17 @@ impl<'c, T: Outcome> Exchange<'c, T> {
 
     /// Waits for the next message while forwarding queued answers, noticing an abort and
     /// enforcing the overall and idle limits.
+    ///
+    /// The idle limit counts from here: time spent in callbacks (before this is called
+    /// again) is not time the runtime was silent.
     async fn next_incoming(&mut self) -> Result<Incoming<ServerMessage>, Error> {
         let idle_deadline = self.limits.idle_timeout.map(|idle| Instant::now() + idle);
         let cancel = self.cancel.clone();
         loop {
             tokio::select! {
                 biased;
-                () = cancel.cancelled(), if !self.aborted => self.abort().await?,
+                () = cancel.dropped() => return Err(self.give_up().await),
+                () = cancel.aborted(), if !self.aborted => self.abort().await?,
                 Some(message) = self.conn.outbox_rx.recv() => self.conn.send(&message).await?,
                 () = sleep_until(self.deadline) => return Err(self.timeout(TimeoutKind::Overall)),
                 () = sleep_until(idle_deadline) => return Err(self.timeout(TimeoutKind::Idle)),
@@ -239,7 +271,11 @@ impl<'c, T: Outcome> Exchange<'c, T> {
         tracing::info!(filename = %request.filename, filepath = %request.filepath, "artifact upload request");
         let callback = match &self.sink {
             Sink::Events(_) => {
-                let event = ArtifactUploadRequestEvent::new(request, self.conn.outbox_tx.clone());
+                let event = ArtifactUploadRequestEvent::new(
+                    request,
+                    self.conn.outbox_tx.clone(),
+                    self.unanswered.token(),
+                );
                 return self.emit(Event::ArtifactUploadRequest(event)).await;
             }
             Sink::Callbacks(callbacks) => callbacks.artifact.clone(),
@@ -291,9 +327,9 @@ impl<'c, T: Outcome> Exchange<'c, T> {
             return Ok(());
         };
         let tx = tx.clone();
-        if self.guarded(tx.send(Ok(event)), None).await?.is_err() && !self.aborted {
-            // Nobody listens any more: stop the runtime's work.
-            self.abort().await?;
+        if self.guarded(tx.send(Ok(event)), None).await?.is_err() {
+            // Nobody listens any more.
+            return Err(self.give_up().await);
         }
         Ok(())
     }
@@ -311,7 +347,8 @@ impl<'c, T: Outcome> Exchange<'c, T> {
         loop {
             tokio::select! {
                 output = &mut future => return Ok(output),
-                () = cancel.cancelled(), if !self.aborted => self.abort().await?,
+                () = cancel.dropped() => return Err(self.give_up().await),
+                () = cancel.aborted(), if !self.aborted => self.abort().await?,
                 () = sleep_until(self.deadline) => return Err(self.timeout(TimeoutKind::Overall)),
                 () = sleep_until(limit_deadline) => {
                     let kind = limit.map_or(TimeoutKind::Overall, |(_, kind)| kind);
@@ -324,6 +361,23 @@ impl<'c, T: Outcome> Exchange<'c, T> {
     async fn abort(&mut self) -> Result<(), Error> {
         self.aborted = true;
         tracing::info!("request aborted; sending cancel_message");
+        self.send_cancel().await
+    }
+
+    /// The caller went away: stop the runtime's work and return without its terminal
+    /// (the request stays open; a session skips its terminal later).
+    async fn give_up(&mut self) -> Error {
+        if self.request_open && !self.cancel_sent {
+            tracing::info!("nobody waits for the request any more; sending cancel_message");
+            if let Err(e) = self.send_cancel().await {
+                tracing::debug!("could not send cancel_message: {e}");
+            }
+        }
+        Error::Cancelled
+    }
+
+    async fn send_cancel(&mut self) -> Result<(), Error> {
+        self.cancel_sent = true;
         self.conn.send(&ClientMessage::CancelMessage).await
     }
 

@@ -11,6 +11,7 @@ use runtimeuse_protocol::{
 use tokio::sync::mpsc;
 use tokio_util::sync::DropGuard;
 use tokio_util::task::AbortOnDropHandle;
+use tokio_util::task::task_tracker::TaskTrackerToken;
 
 use crate::{ArtifactUploadResult, Error};
 
@@ -39,18 +40,31 @@ pub enum Event<T> {
 ///
 /// The answer may be given from any task, at any time while the connection is open (the
 /// runtime waits for it); dropping the event without answering leaves the file unuploaded.
+///
+/// The runtime may end the request right after asking: the call then holds back its
+/// [`Event::Result`] (and keeps a one-shot connection open) until every upload request it
+/// handed out has been answered or dropped, for at most the call's
+/// `artifact_upload_callback_timeout` (30 s without one). So answer, or drop, the event
+/// before waiting for the result.
 #[derive(Debug)]
 pub struct ArtifactUploadRequestEvent {
     request: ArtifactUploadRequest,
     outbox: mpsc::UnboundedSender<ClientMessage>,
+    /// Released after the answer is queued, or when the event is dropped.
+    _unanswered: TaskTrackerToken,
 }
 
 impl ArtifactUploadRequestEvent {
     pub(crate) fn new(
         request: ArtifactUploadRequest,
         outbox: mpsc::UnboundedSender<ClientMessage>,
+        unanswered: TaskTrackerToken,
     ) -> Self {
-        Self { request, outbox }
+        Self {
+            request,
+            outbox,
+            _unanswered: unanswered,
+        }
     }
 
     /// The request (file name and absolute path in the sandbox).

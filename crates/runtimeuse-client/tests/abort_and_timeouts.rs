@@ -271,3 +271,28 @@ async fn connection_closed_before_a_terminal() {
 
     assert!(matches!(error, Error::ConnectionClosed { .. }), "{error:?}");
 }
+
+#[tokio::test]
+async fn idle_timeout_does_not_count_time_spent_in_callbacks() {
+    let fake = FakeRuntime::start(|mut conn| async move {
+        conn.expect("invocation_message").await;
+        conn.send(assistant("slow to handle")).await;
+        // Longer than the idle limit after this message, but the client's callback takes
+        // most of it: the runtime is silent for less than the limit from the client's
+        // point of view (as in the Python client).
+        conn.pause(400).await;
+        conn.send(text_result("done")).await;
+        conn.drain().await;
+    })
+    .await;
+    let options = options()
+        .idle_timeout(Duration::from_millis(250))
+        .on_assistant_message(|_| tokio::time::sleep(Duration::from_millis(300)));
+
+    let result = RuntimeUseClient::new(&fake.url)
+        .query("p", options)
+        .await
+        .unwrap();
+
+    assert_eq!(result.text(), Some("done"));
+}

@@ -101,3 +101,54 @@ fn builder_rejects_bad_urls_and_headers() {
         Err(Error::InvalidOptions(_))
     ));
 }
+
+#[tokio::test]
+async fn credentials_in_the_url_stay_out_of_connect_errors() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    drop(listener);
+    let url = format!("ws://user:PASSWORD-9@{address}/?token=SECRET-TOKEN-123&x=1");
+
+    let error = RuntimeUseClient::new(&url)
+        .query("p", options())
+        .await
+        .unwrap_err();
+
+    let Error::Connect { url: shown, .. } = &error else {
+        panic!("{error:?}")
+    };
+    assert_eq!(*shown, format!("ws://***@{address}/?token=***&x=***"));
+    let text = format!("{error} {error:?}");
+    assert!(!text.contains("SECRET-TOKEN-123"), "{text}");
+    assert!(!text.contains("PASSWORD-9"), "{text}");
+}
+
+#[test]
+fn credentials_in_the_url_stay_out_of_builder_errors_and_debug_output() {
+    let error = RuntimeUseClient::builder("http://h/?token=SECRET-TOKEN-123")
+        .build()
+        .unwrap_err();
+    assert!(!error.to_string().contains("SECRET-TOKEN-123"), "{error}");
+    assert!(error.to_string().contains("token=***"), "{error}");
+
+    let builder = RuntimeUseClient::builder("ws://h/?token=SECRET-TOKEN-123").auth_token("t0ken");
+    let client = builder.clone().build().unwrap();
+    for debug in [format!("{builder:?}"), format!("{client:?}")] {
+        assert!(!debug.contains("SECRET-TOKEN-123"), "{debug}");
+        assert!(!debug.contains("t0ken"), "{debug}");
+    }
+    assert_eq!(client.url(), "ws://h/?token=SECRET-TOKEN-123");
+}
+
+#[tokio::test]
+async fn a_token_in_the_url_query_is_sent_as_given() {
+    let fake = answering_fake().await;
+    let url = format!("{}/?token=t0ken", fake.url);
+
+    RuntimeUseClient::new(&url)
+        .query("p", options())
+        .await
+        .unwrap();
+
+    assert_eq!(fake.connections(), 1);
+}

@@ -2,9 +2,10 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{FakeRuntime, artifact_request, commands_result, error, options, text_result};
+use futures_util::StreamExt;
 use runtimeuse_client::{
     ArtifactUploadResult, Command, Error, ExecuteCommandsOptions, RuntimeUseClient, TimeoutKind,
 };
@@ -195,5 +196,141 @@ async fn call_whose_future_was_dropped_is_cancelled_before_the_next_one() {
     assert_eq!(
         fake.received_types(),
         ["invocation_message", "cancel_message", "invocation_message"]
+    );
+}
+
+/// Gives up on a session stream once its request is out (the runtime never answers it).
+async fn drop_a_stream_in_flight(session: &runtimeuse_client::Session, fake: &FakeRuntime) {
+    let mut events = session.query_stream("first", options());
+    assert!(fake.wait_for("invocation_message").await);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(50), events.next())
+            .await
+            .is_err()
+    );
+    drop(events);
+}
+
+#[tokio::test]
+async fn close_keeps_its_timeout_after_a_stream_was_dropped_on_a_silent_runtime() {
+    let fake = FakeRuntime::start(|mut conn| async move {
+        // Answers nothing, not even the cancel or the end of the session.
+        conn.drain().await;
+    })
+    .await;
+    let session = RuntimeUseClient::new(&fake.url).session().await.unwrap();
+    drop_a_stream_in_flight(&session, &fake).await;
+
+    let started = Instant::now();
+    let closed = tokio::time::timeout(
+        Duration::from_secs(5),
+        session.close_with_timeout(Duration::from_millis(300)),
+    )
+    .await
+    .expect("close ignored its timeout");
+
+    assert_eq!(
+        closed.unwrap_err().timeout_kind(),
+        Some(TimeoutKind::EndSession)
+    );
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(fake.wait_for("end_session_message").await);
+    assert_eq!(
+        fake.received_types(),
+        [
+            "invocation_message",
+            "cancel_message",
+            "end_session_message"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_call_behind_an_unanswered_cancel_keeps_its_own_timeout() {
+    let fake = FakeRuntime::start(|mut conn| async move {
+        conn.drain().await;
+    })
+    .await;
+    let session = RuntimeUseClient::new(&fake.url).session().await.unwrap();
+    drop_a_stream_in_flight(&session, &fake).await;
+
+    let next = tokio::time::timeout(
+        Duration::from_secs(5),
+        session.query("p", options().timeout(Duration::from_millis(300))),
+    )
+    .await
+    .expect("the call ignored its timeout");
+
+    assert_eq!(next.unwrap_err().timeout_kind(), Some(TimeoutKind::Overall));
+    assert_eq!(
+        fake.received_types(),
+        ["invocation_message", "cancel_message"],
+        "nothing is sent before the stale request ended"
+    );
+}
+
+#[tokio::test]
+async fn close_keeps_its_timeout_while_a_call_is_in_flight() {
+    let fake = FakeRuntime::start(|mut conn| async move {
+        conn.drain().await;
+    })
+    .await;
+    let session = RuntimeUseClient::new(&fake.url).session().await.unwrap();
+    let in_flight = tokio::spawn({
+        let session = session.clone();
+        async move { session.query("p", options()).await }
+    });
+    assert!(fake.wait_for("invocation_message").await);
+
+    let closed = tokio::time::timeout(
+        Duration::from_secs(5),
+        session.close_with_timeout(Duration::from_millis(300)),
+    )
+    .await
+    .expect("close ignored its timeout");
+
+    assert_eq!(
+        closed.unwrap_err().timeout_kind(),
+        Some(TimeoutKind::EndSession)
+    );
+    let later = session.query("p", options()).await.unwrap_err();
+    assert!(matches!(later, Error::ConnectionClosed { .. }), "{later:?}");
+    in_flight.abort();
+}
+
+#[tokio::test]
+async fn abort_while_a_call_waits_behind_a_cancelled_request_is_not_lost() {
+    let fake = FakeRuntime::start(|mut conn| async move {
+        conn.expect("invocation_message").await;
+        conn.expect("cancel_message").await;
+        // A runtime slow to wind the cancelled request down.
+        conn.pause(800).await;
+        conn.send(error("Request cancelled")).await;
+        let next = conn.expect("invocation_message").await;
+        let prompt = next["user_prompt"].as_str().unwrap().to_owned();
+        conn.send(text_result(&prompt)).await;
+        conn.drain().await;
+    })
+    .await;
+    let session = RuntimeUseClient::new(&fake.url).session().await.unwrap();
+    drop_a_stream_in_flight(&session, &fake).await;
+    let abort = session.abort_handle();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        abort.abort();
+    });
+
+    let started = Instant::now();
+    let aborted = session.query("second", options()).await.unwrap_err();
+    let waited = started.elapsed();
+    let third = session.query("third", options()).await.unwrap();
+
+    assert!(aborted.is_cancelled(), "{aborted:?}");
+    assert!(waited < Duration::from_millis(600), "{waited:?}");
+    assert_eq!(third.text(), Some("third"));
+    assert_eq!(
+        fake.received_types(),
+        ["invocation_message", "cancel_message", "invocation_message"],
+        "the aborted call never sent its request"
     );
 }

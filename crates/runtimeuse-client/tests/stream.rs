@@ -2,6 +2,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::{
     FakeRuntime, artifact_request, assistant, commands_result, heartbeat, options, stdout,
     text_result,
@@ -183,4 +185,90 @@ async fn abort_ends_a_stream_with_cancelled() {
 
     assert!(matches!(events.next().await, Some(Err(Error::Cancelled))));
     assert!(events.next().await.is_none());
+}
+
+/// Answers each upload request after `delay`, in the consuming task, as a slow consumer
+/// (e.g. one that asks a storage service for a presigned URL) would.
+async fn consume_answering_slowly<T>(
+    mut events: runtimeuse_client::EventStream<T>,
+    delay: Duration,
+) -> Option<T> {
+    let mut result = None;
+    while let Some(event) = events.next().await {
+        match event.unwrap() {
+            Event::ArtifactUploadRequest(request) => {
+                tokio::time::sleep(delay).await;
+                let url = format!("http://blob/{}", request.request().filename);
+                request
+                    .respond(ArtifactUploadResult::new(url, "text/plain"))
+                    .unwrap();
+            }
+            Event::Result(r) => result = Some(r),
+            _ => {}
+        }
+    }
+    result
+}
+
+#[tokio::test]
+async fn one_shot_stream_answers_an_upload_request_that_came_just_before_the_terminal() {
+    let fake = FakeRuntime::start(|mut conn| async move {
+        conn.expect("invocation_message").await;
+        conn.send(artifact_request("a.txt", "/out/a.txt")).await;
+        conn.send(text_result("done")).await;
+        conn.drain().await;
+    })
+    .await;
+    let client = RuntimeUseClient::new(&fake.url);
+
+    let events = client.query_stream("p", options().artifacts_dirs(["/out"]));
+    let result = consume_answering_slowly(events, Duration::from_millis(300)).await;
+
+    assert_eq!(result.unwrap().text(), Some("done"));
+    assert!(fake.wait_for("artifact_upload_response_message").await);
+    assert_eq!(fake.received()[1]["presigned_url"], "http://blob/a.txt");
+}
+
+#[tokio::test]
+async fn session_stream_sends_upload_answers_before_the_call_returns() {
+    let fake = FakeRuntime::start(|mut conn| async move {
+        conn.expect("invocation_message").await;
+        conn.send(artifact_request("a.txt", "/out/a.txt")).await;
+        conn.send(text_result("done")).await;
+        conn.drain().await;
+    })
+    .await;
+    let session = RuntimeUseClient::new(&fake.url).session().await.unwrap();
+
+    let events = session.query_stream("p", options().artifacts_dirs(["/out"]));
+    let result = consume_answering_slowly(events, Duration::from_millis(300)).await;
+
+    assert_eq!(result.unwrap().text(), Some("done"));
+    // Not only with the next call or the close: the runtime is waiting for it now.
+    assert!(fake.wait_for("artifact_upload_response_message").await);
+}
+
+#[tokio::test]
+async fn an_upload_request_dropped_unanswered_does_not_hold_the_result_back() {
+    let fake = FakeRuntime::start(|mut conn| async move {
+        conn.expect("invocation_message").await;
+        conn.send(artifact_request("a.txt", "/out/a.txt")).await;
+        conn.send(text_result("done")).await;
+        conn.drain().await;
+    })
+    .await;
+    let client = RuntimeUseClient::new(&fake.url);
+    let started = std::time::Instant::now();
+
+    let mut events = client.query_stream("p", options().artifacts_dirs(["/out"]));
+    let mut result = None;
+    while let Some(event) = events.next().await {
+        // Upload requests are dropped here, unanswered.
+        if let Event::Result(r) = event.unwrap() {
+            result = Some(r);
+        }
+    }
+
+    assert_eq!(result.unwrap().text(), Some("done"));
+    assert!(started.elapsed() < Duration::from_secs(5));
 }

@@ -3,6 +3,9 @@
 It awaits the stream's batches, runs the user's callbacks on the caller's event loop with
 their time limits, answers artifact upload requests through the native responder, and
 turns the native outcome into results and the package's exceptions.
+
+``idle_timeout`` is enforced here, around waiting for the next batch only, as the
+published client does: time spent in callbacks does not count as the runtime's silence.
 """
 
 from __future__ import annotations
@@ -77,18 +80,6 @@ def _error_from_native(
     if kind == "cancelled":
         return CancelledException(cancelled)
     if kind == "timeout":
-        if payload["timeout_kind"] == "idle":
-            idle = options.idle_timeout
-            return AgentRuntimeError(
-                f"No message received from agent runtime for {idle}s",
-                metadata={
-                    "timeout_type": "idle_timeout",
-                    "idle_timeout": idle,
-                    "last_message_type": payload["last_message_type"],
-                    "message_count": payload["message_count"],
-                    "phase": "waiting_for_message",
-                },
-            )
         return TimeoutError(message)
     if kind == "connect":
         return ConnectionError(message)
@@ -119,6 +110,7 @@ class Call:
         self.terminal = terminal
         self.logger = options.logger or default_logger
         self.message_count = 0
+        self.last_message_type: str | None = None
 
     async def run(self) -> dict[str, Any]:
         """Awaits the call under its overall timeout; returns the terminal message."""
@@ -138,13 +130,41 @@ class Call:
             # is cancelled.
             await self.stream.aclose()
 
+    async def _next_batch(self) -> list[_native.EventItem]:
+        """The next events, within ``idle_timeout`` of asking for them."""
+        idle = self.options.idle_timeout
+        if idle is None:
+            return await self.stream.next_batch()
+        try:
+            async with _timeout(idle):
+                return await self.stream.next_batch()
+        except TimeoutError as exc:
+            self.logger.error(
+                "No message received from agent runtime for %ss "
+                "(last_message_type=%s, message_count=%s)",
+                idle,
+                self.last_message_type,
+                self.message_count,
+            )
+            raise AgentRuntimeError(
+                f"No message received from agent runtime for {idle}s",
+                metadata={
+                    "timeout_type": "idle_timeout",
+                    "idle_timeout": idle,
+                    "last_message_type": self.last_message_type,
+                    "message_count": self.message_count,
+                    "phase": "waiting_for_message",
+                },
+            ) from exc
+
     async def _consume(self) -> dict[str, Any]:
         while True:
-            batch = await self.stream.next_batch()
+            batch = await self._next_batch()
             if not batch:
                 raise AgentRuntimeError("No result message received")
             for kind, payload in batch:
                 self.message_count += 1
+                self.last_message_type = kind
                 if kind == self.terminal:
                     if self.abort_event.is_set():
                         raise CancelledException(self.cancelled_message)
@@ -153,6 +173,8 @@ class Call:
                     raise _error_from_native(payload, self.options, self.cancelled_message)
                 if self.abort_event.is_set():
                     # The runtime is cancelling; nothing more reaches the callbacks.
+                    if kind == "artifact_upload_request_message":
+                        payload.discard()
                     continue
                 if kind == "command_output_message":
                     callback = self.options.on_command_output
@@ -162,7 +184,12 @@ class Call:
                 elif kind == "assistant_message":
                     await self._on_assistant(payload)
                 elif kind == "artifact_upload_request_message":
-                    await self._on_artifact_request(payload)
+                    try:
+                        await self._on_artifact_request(payload)
+                    finally:
+                        # Unanswered, it would hold the call's end back (the native
+                        # call waits for the answers to the requests it handed out).
+                        payload.discard()
                 elif kind == "heartbeat_message":
                     self.logger.debug(
                         "runtime heartbeat phase=%s elapsed_ms=%s",

@@ -64,9 +64,7 @@ class RuntimeUseSession:
         async with self._lock:
             self._abort_event = asyncio.Event()
             stream = self._native.query(
-                invocation_json(prompt, options),
-                options.idle_timeout,
-                self._late_artifact_handler(options),
+                invocation_json(prompt, options), self._late_artifact_handler(options)
             )
             payload = await Call(
                 stream, options, self._abort_event, QUERY_CANCELLED, "result_message"
@@ -80,9 +78,7 @@ class RuntimeUseSession:
         async with self._lock:
             self._abort_event = asyncio.Event()
             stream = self._native.execute_commands(
-                command_execution_json(commands, options),
-                options.idle_timeout,
-                self._late_artifact_handler(options),
+                command_execution_json(commands, options), self._late_artifact_handler(options)
             )
             payload = await Call(
                 stream,
@@ -174,7 +170,7 @@ class RuntimeUseClient:
             Exception: whatever a callback raised (the call is stopped).
         """
         self._abort_event = asyncio.Event()
-        stream = self._native.query(invocation_json(prompt, options), options.idle_timeout)
+        stream = self._native.query(invocation_json(prompt, options))
         payload = await Call(
             stream, options, self._abort_event, QUERY_CANCELLED, "result_message"
         ).run()
@@ -194,9 +190,7 @@ class RuntimeUseClient:
         Raises: as :meth:`query`.
         """
         self._abort_event = asyncio.Event()
-        stream = self._native.execute_commands(
-            command_execution_json(commands, options), options.idle_timeout
-        )
+        stream = self._native.execute_commands(command_execution_json(commands, options))
         payload = await Call(
             stream,
             options,

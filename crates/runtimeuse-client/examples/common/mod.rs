@@ -2,7 +2,8 @@
 //!
 //! The URL is the first argument, else `RUNTIMEUSE_URL`, else `ws://127.0.0.1:8080`;
 //! `RUNTIMEUSE_TOKEN`, when set, is sent as a bearer token. Start a runtime with the
-//! deterministic echo agent to try them: `runtimeuse serve --agent echo`.
+//! deterministic echo agent to try them: `runtimeuse --agent echo --port 8080` (serving is
+//! the binary's default; it has no `serve` subcommand).
 
 // Not every example uses every helper.
 #![allow(dead_code)]

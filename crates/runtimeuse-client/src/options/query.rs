@@ -60,11 +60,14 @@ pub struct QueryOptions {
     pub on_artifact_upload_request: Option<OnArtifactUploadRequest>,
     /// Overall time limit; `None` means none.
     pub timeout: Option<Duration>,
-    /// Longest silence between two runtime messages (heartbeats count).
+    /// Longest wait for the next runtime message (heartbeats count); time spent in this
+    /// call's callbacks is not counted.
     pub idle_timeout: Option<Duration>,
     /// Longest time one assistant message callback may take.
     pub assistant_callback_timeout: Option<Duration>,
-    /// Longest time one artifact upload callback may take.
+    /// Longest time one artifact upload callback may take. With an event stream, also how
+    /// long the call waits, after the runtime's terminal, for the answers to the upload
+    /// requests it handed out (30 s when `None`).
     pub artifact_upload_callback_timeout: Option<Duration>,
 }
 

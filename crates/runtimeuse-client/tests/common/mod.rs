@@ -89,6 +89,18 @@ impl FakeRuntime {
     pub fn connections(&self) -> usize {
         *self.log.connections.lock().unwrap()
     }
+
+    /// Waits up to 5 s for a message of `message_type` to arrive; whether it did.
+    pub async fn wait_for(&self, message_type: &str) -> bool {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while tokio::time::Instant::now() < deadline {
+            if self.received_types().iter().any(|t| t == message_type) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    }
 }
 
 impl Drop for FakeRuntime {
