@@ -6,7 +6,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Peer, command_execution, read_pid_file, start_runtime, wait_gone};
+use common::{Peer, command_execution, start_runtime, wait_gone};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -128,12 +128,8 @@ impl Drop for Binary {
 #[tokio::test]
 async fn sigterm_cancels_requests_kills_their_processes_and_exits_zero() {
     let runtime = Binary::start("echo", &["--artifact-grace", "0.2"], None);
-    let dir = tempfile::tempdir().unwrap();
-    let pid_file = dir.path().join("pid");
     let mut peer = Peer::connect(&runtime.url).await;
-    peer.send(command_execution(&[&common::grandchild_command(&pid_file)]))
-        .await;
-    let grandchild = read_pid_file(&pid_file).await;
+    let (_dir, grandchild) = common::start_grandchild(&mut peer).await;
 
     let started = Instant::now();
     let (status, _) = tokio::join!(runtime.terminate(), async {

@@ -5,21 +5,14 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{
-    Peer, command_execution, grandchild_command, invocation, read_pid_file, start_runtime,
-    wait_gone,
-};
+use common::{Peer, command_execution, invocation, start_runtime, wait_gone};
 use serde_json::json;
 
 #[tokio::test]
 async fn cancel_ends_the_request_and_kills_grandchildren() {
     let runtime = start_runtime(|_| {}).await;
-    let dir = tempfile::tempdir().unwrap();
-    let pid_file = dir.path().join("pid");
     let mut peer = Peer::connect(&runtime.ws_url()).await;
-    peer.send(command_execution(&[&grandchild_command(&pid_file)]))
-        .await;
-    let pid = read_pid_file(&pid_file).await;
+    let (_dir, pid) = common::start_grandchild(&mut peer).await;
     let started = Instant::now();
     peer.send(json!({"message_type": "cancel_message"})).await;
     let (_, terminal) = peer.until_terminal().await;
@@ -80,12 +73,8 @@ async fn cancel_during_pre_command_skips_the_agent() {
 #[tokio::test]
 async fn disconnect_kills_the_running_process_tree() {
     let runtime = start_runtime(|_| {}).await;
-    let dir = tempfile::tempdir().unwrap();
-    let pid_file = dir.path().join("pid");
     let mut peer = Peer::connect(&runtime.ws_url()).await;
-    peer.send(command_execution(&[&grandchild_command(&pid_file)]))
-        .await;
-    let pid = read_pid_file(&pid_file).await;
+    let (_dir, pid) = common::start_grandchild(&mut peer).await;
     peer.close().await;
     assert!(
         wait_gone(pid, Duration::from_secs(5)).await,
@@ -127,12 +116,8 @@ async fn large_output_streams_completely_through_the_socket() {
 #[tokio::test]
 async fn a_client_that_stops_answering_pings_is_dropped_and_its_processes_killed() {
     let runtime = start_runtime(|c| c.ping_interval = Some(Duration::from_millis(100))).await;
-    let dir = tempfile::tempdir().unwrap();
-    let pid_file = dir.path().join("pid");
     let mut peer = Peer::connect(&runtime.ws_url()).await;
-    peer.send(command_execution(&[&grandchild_command(&pid_file)]))
-        .await;
-    let pid = read_pid_file(&pid_file).await;
+    let (_dir, pid) = common::start_grandchild(&mut peer).await;
     // The peer stays connected but never reads again, so it never answers a ping.
     let started = Instant::now();
     assert!(
@@ -177,7 +162,7 @@ async fn a_slow_reader_of_long_output_is_not_mistaken_for_a_dead_client() {
             break message;
         }
         frames += 1;
-        if frames % 20 == 0 {
+        if frames.is_multiple_of(20) {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     };

@@ -212,3 +212,14 @@ pub fn grandchild_command(pid_file: &std::path::Path) -> String {
         pid_file.display()
     )
 }
+
+/// Starts [`grandchild_command`] as a command execution through `peer` and returns the
+/// grandchild's pid, with the directory of its pid file (keep it alive with the test).
+pub async fn start_grandchild(peer: &mut Peer) -> (tempfile::TempDir, i32) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pid_file = dir.path().join("pid");
+    peer.send(command_execution(&[&grandchild_command(&pid_file)]))
+        .await;
+    let pid = read_pid_file(&pid_file).await;
+    (dir, pid)
+}
