@@ -3,23 +3,29 @@
 //! The body is streamed to a hidden temporary file next to the target and renamed into
 //! place only once complete, so memory stays flat for multi-gigabyte files and a failed or
 //! cancelled download leaves nothing behind. A `.zip` is extracted straight from that
-//! temporary file (see [`crate::unzip`]) and never appears under its own name.
+//! temporary file (see [`crate::unzip`]) and never appears under its own name; the
+//! extraction is capped by [`UnzipLimits`] and stops when the request is cancelled.
 
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use runtimeuse_protocol::Downloadable;
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
-use crate::unzip;
+use crate::unzip::{self, UnzipError, UnzipLimits};
 
 /// Write buffer for the downloaded body: large enough that disk writes are few, small
 /// enough not to matter.
 const WRITE_BUFFER: usize = 1024 * 1024;
+
+/// How long a cancelled request waits for the extraction thread to notice: it checks
+/// after every chunk, so this is only reached when the file system itself hangs.
+const UNZIP_STOP_GRACE: Duration = Duration::from_secs(2);
 
 /// Why a download failed. The `Display` text goes to the client as `error_message`.
 #[derive(Debug, thiserror::Error)]
@@ -43,23 +49,40 @@ pub enum DownloadError {
     Cancelled,
 }
 
-/// Downloads `item` into its `working_dir`; a `.zip` is extracted there and deleted.
-/// Returns the path of the downloaded file (or of the directory a zip was extracted into).
-///
-/// Cancelling `cancel` aborts the transfer at once; zip extraction, once started, runs
-/// to completion (it is local and cannot leave a half-written file behind).
+/// Downloads `item` into its `working_dir`; a `.zip` is extracted there (within the
+/// default [`UnzipLimits`]) and deleted. See [`download_with`].
 ///
 /// # Errors
 ///
-/// [`DownloadError::Status`] for a non-2xx answer, [`DownloadError::Unzip`] for an
-/// archive that is corrupt or would write outside `working_dir`,
-/// [`DownloadError::Cancelled`], and [`DownloadError::Other`] for a bad URL, a
-/// connection failure (naming the host) or a local file system error. In every case
-/// no partial file is left behind.
+/// As [`download_with`].
 pub async fn download(
     http: &reqwest::Client,
     item: &Downloadable,
     cancel: &CancellationToken,
+) -> Result<PathBuf, DownloadError> {
+    download_with(http, item, cancel, &UnzipLimits::default()).await
+}
+
+/// Downloads `item` into its `working_dir`; a `.zip` is extracted there within `limits`
+/// and deleted. Returns the path of the downloaded file (or of the directory a zip was
+/// extracted into).
+///
+/// Cancelling `cancel` aborts the transfer at once, and an extraction within
+/// milliseconds (it stops between chunks; the file it was writing is removed, entries
+/// already extracted stay).
+///
+/// # Errors
+///
+/// [`DownloadError::Status`] for a non-2xx answer, [`DownloadError::Unzip`] for an
+/// archive that is corrupt, would write outside `working_dir` or exceeds `limits`,
+/// [`DownloadError::Cancelled`], and [`DownloadError::Other`] for a bad URL, a
+/// connection failure (naming the host) or a local file system error. In every case
+/// no partial download is left behind.
+pub async fn download_with(
+    http: &reqwest::Client,
+    item: &Downloadable,
+    cancel: &CancellationToken,
+    limits: &UnzipLimits,
 ) -> Result<PathBuf, DownloadError> {
     let url = Url::parse(&item.download_url)
         .map_err(|e| DownloadError::Other(format!("invalid URL: {e}")))?;
@@ -101,17 +124,47 @@ pub async fn download(
         .to_str()
         .is_some_and(|n| n.to_ascii_lowercase().ends_with(".zip"));
     if is_zip {
-        let archive = partial.path.clone();
-        let dest = dir.clone();
-        let entries = tokio::task::spawn_blocking(move || unzip::extract_zip(&archive, &dest))
-            .await
-            .map_err(|e| DownloadError::Other(format!("zip extraction stopped: {e}")))??;
+        let entries = extract(&partial.path, &dir, limits, cancel).await?;
         tracing::debug!(entries, dir = %dir.display(), "zip extracted");
         drop(partial); // removes the archive
         return Ok(dir);
     }
     partial.persist(&target).await?;
     Ok(target)
+}
+
+/// Extracts `archive` into `dir` on a blocking thread that stops when `cancel` fires or
+/// this future is dropped (the connection closed).
+async fn extract(
+    archive: &Path,
+    dir: &Path,
+    limits: &UnzipLimits,
+    cancel: &CancellationToken,
+) -> Result<usize, DownloadError> {
+    let stop = cancel.child_token();
+    let _stop_when_dropped = stop.clone().drop_guard();
+    let mut task = tokio::task::spawn_blocking({
+        let (archive, dir, limits) = (archive.to_owned(), dir.to_owned(), limits.clone());
+        move || unzip::extract_zip_with(&archive, &dir, &limits, &stop)
+    });
+    let joined = tokio::select! {
+        biased;
+        joined = &mut task => joined,
+        () = cancel.cancelled() => {
+            // Wait for the thread to stop, so nothing is written after the request ends.
+            if tokio::time::timeout(UNZIP_STOP_GRACE, task).await.is_err() {
+                tracing::warn!(dir = %dir.display(), "zip extraction still running after cancel");
+            }
+            tracing::debug!(dir = %dir.display(), "zip extraction cancelled");
+            return Err(DownloadError::Cancelled);
+        }
+    };
+    match joined {
+        Ok(Ok(entries)) => Ok(entries),
+        Ok(Err(UnzipError::Cancelled)) => Err(DownloadError::Cancelled),
+        Ok(Err(e)) => Err(e.into()),
+        Err(e) => Err(DownloadError::Other(format!("zip extraction stopped: {e}"))),
+    }
 }
 
 /// Streams the body of `GET url` into `file` (at `path`).

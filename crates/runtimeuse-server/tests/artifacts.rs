@@ -2,6 +2,8 @@
 //! to the real loopback blob server.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use runtimeuse_protocol::{
@@ -29,6 +31,7 @@ fn fast_options() -> ArtifactOptions {
         retry: RetryPolicy {
             attempts: 2,
             initial_backoff: Duration::from_millis(20),
+            ..RetryPolicy::default()
         },
         ..ArtifactOptions::default()
     }
@@ -520,4 +523,138 @@ async fn large_sparse_file_is_uploaded_in_full() {
         upload.content_type.as_deref(),
         Some("application/octet-stream")
     );
+}
+
+/// A loopback HTTP server that holds every PUT for `hold` after reading its body, then
+/// answers 200; records the most requests it held at once and how many it answered.
+struct HoldingServer {
+    base: String,
+    peak: Arc<AtomicUsize>,
+    answered: Arc<AtomicUsize>,
+}
+
+impl HoldingServer {
+    async fn start(hold: Duration) -> Self {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (peak, answered) = (Arc::default(), Arc::default());
+        let held = Arc::new(AtomicUsize::new(0));
+        tokio::spawn({
+            let (peak, answered): (Arc<AtomicUsize>, Arc<AtomicUsize>) =
+                (Arc::clone(&peak), Arc::clone(&answered));
+            async move {
+                while let Ok((mut stream, _)) = listener.accept().await {
+                    let (peak, answered, held) = (peak.clone(), answered.clone(), held.clone());
+                    tokio::spawn(async move {
+                        let mut data = Vec::new();
+                        let mut buf = [0u8; 4096];
+                        loop {
+                            // One request: head, then `Content-Length` bytes of body.
+                            let (len, start) = loop {
+                                if let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+                                    let head =
+                                        String::from_utf8_lossy(&data[..end]).to_ascii_lowercase();
+                                    let len: usize = head
+                                        .lines()
+                                        .find_map(|l| l.strip_prefix("content-length:"))
+                                        .map_or(0, |v| v.trim().parse().unwrap());
+                                    break (len, end + 4);
+                                }
+                                match stream.read(&mut buf).await {
+                                    Ok(0) | Err(_) => return,
+                                    Ok(n) => data.extend_from_slice(&buf[..n]),
+                                }
+                            };
+                            while data.len() < start + len {
+                                match stream.read(&mut buf).await {
+                                    Ok(0) | Err(_) => return,
+                                    Ok(n) => data.extend_from_slice(&buf[..n]),
+                                }
+                            }
+                            data.drain(..start + len);
+                            let now = held.fetch_add(1, Ordering::SeqCst) + 1;
+                            peak.fetch_max(now, Ordering::SeqCst);
+                            tokio::time::sleep(hold).await;
+                            held.fetch_sub(1, Ordering::SeqCst);
+                            answered.fetch_add(1, Ordering::SeqCst);
+                            let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
+                            if stream.write_all(ok).await.is_err() {
+                                return;
+                            }
+                        }
+                    });
+                }
+            }
+        });
+        Self {
+            base,
+            peak,
+            answered,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_of_one_session_run_at_most_eight_at_once() {
+    const FILES: usize = 12;
+    let mut h = Harness::new(fast_options()).await;
+    assert_eq!(ArtifactOptions::default().max_concurrent_uploads, 8);
+    let server = HoldingServer::start(Duration::from_millis(800)).await;
+    let dir = h.watched(None);
+    for i in 0..FILES {
+        write(&dir.path().join(format!("f{i}.txt")), "payload");
+    }
+    for _ in 0..FILES {
+        let request = h.request().await;
+        h.artifacts.on_upload_response(ArtifactUploadResponse {
+            presigned_url: format!("{}/{}", server.base, request.filename),
+            content_type: "text/plain".to_owned(),
+            filename: request.filename,
+            filepath: request.filepath,
+        });
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while server.answered.load(Ordering::SeqCst) < FILES {
+        assert!(Instant::now() < deadline, "uploads did not finish");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let peak = server.peak.load(Ordering::SeqCst);
+    eprintln!("at most {peak} uploads at once");
+    assert!(peak <= 8, "{peak} uploads ran at once");
+    assert!(peak >= 2, "uploads did not overlap at all");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_session_has_its_own_upload_slots() {
+    let options = ArtifactOptions {
+        max_concurrent_uploads: 1,
+        ..fast_options()
+    };
+    let server = HoldingServer::start(Duration::from_millis(800)).await;
+    // Two sessions from clones of one set of options: one slot each, so both run.
+    let mut sessions = [
+        Harness::new(options.clone()).await,
+        Harness::new(options.clone()).await,
+    ];
+    let mut dirs = Vec::new();
+    for (i, h) in sessions.iter_mut().enumerate() {
+        let dir = h.watched(None);
+        write(&dir.path().join(format!("s{i}.txt")), "payload");
+        let request = h.request().await;
+        h.artifacts.on_upload_response(ArtifactUploadResponse {
+            presigned_url: format!("{}/{}", server.base, request.filename),
+            content_type: "text/plain".to_owned(),
+            filename: request.filename,
+            filepath: request.filepath,
+        });
+        dirs.push(dir);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while server.answered.load(Ordering::SeqCst) < 2 {
+        assert!(Instant::now() < deadline, "uploads did not finish");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(server.peak.load(Ordering::SeqCst), 2);
 }

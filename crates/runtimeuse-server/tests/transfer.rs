@@ -5,19 +5,21 @@ use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use runtimeuse_protocol::Downloadable;
 use runtimeuse_server::download::{DownloadError, download};
-use runtimeuse_server::unzip::{UnzipError, extract_zip};
+use runtimeuse_server::unzip::{UnzipError, UnzipLimits, extract_zip, extract_zip_with};
 use runtimeuse_server::upload::{RetryPolicy, UploadError, upload_file};
 use runtimeuse_testkit::BlobServer;
 use runtimeuse_testkit::blob_server::{FNV_OFFSET, checksum};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 use zip::write::SimpleFileOptions;
 
 const MIB: u64 = 1024 * 1024;
+const GIB: u64 = 1024 * MIB;
 const LARGE: u64 = 512 * MIB;
 const RSS_BUDGET: u64 = 64 * MIB;
 
@@ -52,6 +54,7 @@ fn fast_retries(attempts: u32) -> RetryPolicy {
     RetryPolicy {
         attempts,
         initial_backoff: Duration::from_millis(20),
+        ..RetryPolicy::default()
     }
 }
 
@@ -81,6 +84,115 @@ fn make_zip(items: &[(&str, Entry<'_>)]) -> Vec<u8> {
 
 fn mode(path: &Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+/// Packs bits least significant first, as deflate does.
+#[derive(Default)]
+struct Bits {
+    out: Vec<u8>,
+    acc: u64,
+    len: u32,
+}
+
+impl Bits {
+    fn push(&mut self, value: u64, bits: u32) {
+        self.acc |= value << self.len;
+        self.len += bits;
+        while self.len >= 8 {
+            self.out.push(self.acc as u8);
+            self.acc >>= 8;
+            self.len -= 8;
+        }
+    }
+
+    fn finish(mut self) -> Vec<u8> {
+        if self.len > 0 {
+            self.out.push(self.acc as u8);
+        }
+        self.out
+    }
+}
+
+/// A one-entry zip whose entry is about `len` zero bytes, deflated by hand (one fixed
+/// Huffman block: a literal zero, then matches of 258 bytes at distance 1), so a
+/// gigabyte costs ~6 MiB and no compression time. The header claims `declared` bytes
+/// (the true length if `None`) and `unix_mode`. The CRC is not computed (hashing
+/// gigabytes in a debug build is slow): these archives are for extractions that must
+/// stop before the end, where the CRC is checked.
+fn zeros_zip(name: &str, len: u64, declared: Option<u32>, unix_mode: u32) -> Vec<u8> {
+    let matches = len.saturating_sub(1) / 258;
+    let true_len = 1 + 258 * matches;
+    let mut bits = Bits::default();
+    bits.push(0b011, 3); // last block, fixed Huffman
+    bits.push(0b0000_1100, 8); // literal 0 (code 00110000, sent high bit first)
+    for _ in 0..matches {
+        // length 258 (code 285 = 11000101, high bit first) then distance 1 (code 00000)
+        bits.push(0b1010_0011, 13);
+    }
+    bits.push(0, 7); // end of block
+    let data = bits.finish();
+
+    let compressed = u32::try_from(data.len()).unwrap();
+    let size = declared.unwrap_or_else(|| u32::try_from(true_len).unwrap());
+    let name_len = u16::try_from(name.len()).unwrap();
+    let mut zip = Vec::with_capacity(data.len() + 200);
+    // local file header
+    zip.extend_from_slice(&0x0403_4b50u32.to_le_bytes());
+    zip.extend_from_slice(&20u16.to_le_bytes()); // version needed
+    zip.extend_from_slice(&0u16.to_le_bytes()); // flags
+    zip.extend_from_slice(&8u16.to_le_bytes()); // deflate
+    zip.extend_from_slice(&0u16.to_le_bytes()); // time
+    zip.extend_from_slice(&0x21u16.to_le_bytes()); // date 1980-01-01
+    zip.extend_from_slice(&0u32.to_le_bytes()); // crc (not computed)
+    zip.extend_from_slice(&compressed.to_le_bytes());
+    zip.extend_from_slice(&size.to_le_bytes());
+    zip.extend_from_slice(&name_len.to_le_bytes());
+    zip.extend_from_slice(&0u16.to_le_bytes()); // extra
+    zip.extend_from_slice(name.as_bytes());
+    zip.extend_from_slice(&data);
+    // central directory
+    let cd_start = u32::try_from(zip.len()).unwrap();
+    zip.extend_from_slice(&0x0201_4b50u32.to_le_bytes());
+    zip.extend_from_slice(&0x0314u16.to_le_bytes()); // made by unix, 2.0
+    zip.extend_from_slice(&20u16.to_le_bytes());
+    zip.extend_from_slice(&0u16.to_le_bytes());
+    zip.extend_from_slice(&8u16.to_le_bytes());
+    zip.extend_from_slice(&0u16.to_le_bytes());
+    zip.extend_from_slice(&0x21u16.to_le_bytes());
+    zip.extend_from_slice(&0u32.to_le_bytes());
+    zip.extend_from_slice(&compressed.to_le_bytes());
+    zip.extend_from_slice(&size.to_le_bytes());
+    zip.extend_from_slice(&name_len.to_le_bytes());
+    zip.extend_from_slice(&[0; 8]); // extra, comment, disk, internal attributes
+    zip.extend_from_slice(&(unix_mode << 16).to_le_bytes());
+    zip.extend_from_slice(&0u32.to_le_bytes()); // local header offset
+    zip.extend_from_slice(name.as_bytes());
+    let cd_len = u32::try_from(zip.len()).unwrap() - cd_start;
+    // end of central directory
+    zip.extend_from_slice(&0x0605_4b50u32.to_le_bytes());
+    zip.extend_from_slice(&[0, 0, 0, 0, 1, 0, 1, 0]); // disks, one entry
+    zip.extend_from_slice(&cd_len.to_le_bytes());
+    zip.extend_from_slice(&cd_start.to_le_bytes());
+    zip.extend_from_slice(&0u16.to_le_bytes());
+    zip
+}
+
+const REGULAR: u32 = 0o100_644;
+const SYMLINK: u32 = 0o120_777;
+
+#[test]
+fn hand_made_zeros_zip_is_a_valid_archive() {
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = tmp.path().join("z.zip");
+    std::fs::write(&archive, zeros_zip("z.bin", 10_000, None, REGULAR)).unwrap();
+    let mut zip = zip::ZipArchive::new(std::fs::File::open(&archive).unwrap()).unwrap();
+    let mut entry = zip.by_index(0).unwrap();
+    let mut out = Vec::new();
+    // Only the (uncomputed) CRC is wrong.
+    let err = std::io::Read::read_to_end(&mut entry, &mut out).unwrap_err();
+    assert!(err.to_string().contains("checksum"), "{err}");
+    assert_eq!(out.len(), 1 + 258 * (9_999 / 258));
+    assert!(out.iter().all(|&b| b == 0));
 }
 
 /// Resident memory of this process, from `/proc/self/status`.
@@ -573,6 +685,239 @@ async fn corrupt_zip_is_reported_and_removed() {
     assert!(entries(tmp.path()).is_empty());
 }
 
+#[tokio::test]
+async fn cancel_during_zip_extraction_stops_it_promptly_and_leaves_no_partial_file() {
+    let _heavy = HEAVY.lock().await;
+    let server = BlobServer::start().await;
+    server.serve_bytes("bomb.zip", zeros_zip("big.bin", 2 * GIB, None, REGULAR));
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("work");
+    let cancel = CancellationToken::new();
+
+    let task = tokio::spawn({
+        let (item, cancel) = (item(server.url("bomb.zip"), &dir), cancel.clone());
+        async move { download(&reqwest::Client::new(), &item, &cancel).await }
+    });
+    // Wait until the extraction is writing, so the cancel lands mid-file.
+    let extracted = dir.join("big.bin");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::fs::metadata(&extracted).map_or(0, |m| m.len()) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "extraction never started writing"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let cancelled_at = Instant::now();
+    cancel.cancel();
+    let result = tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("cancel during extraction is prompt")
+        .unwrap();
+    let took = cancelled_at.elapsed();
+
+    assert!(
+        matches!(result, Err(DownloadError::Cancelled)),
+        "{result:?}"
+    );
+    eprintln!("extraction stopped {took:?} after cancel");
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    assert!(
+        entries(&dir).is_empty(),
+        "left on disk: {:?}",
+        entries(&dir)
+    );
+}
+
+#[test]
+fn zip_extraction_with_a_cancelled_token_writes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = tmp.path().join("a.zip");
+    std::fs::write(&archive, make_zip(&[("a.txt", Entry::File(b"a", 0o644))])).unwrap();
+    let dest = tmp.path().join("out");
+    let cancel = CancellationToken::new();
+    cancel.cancel();
+
+    let err = extract_zip_with(&archive, &dest, &UnzipLimits::default(), &cancel).unwrap_err();
+
+    assert!(matches!(err, UnzipError::Cancelled), "{err}");
+    assert!(entries(&dest).is_empty());
+}
+
+fn small_limits(max_total_bytes: u64) -> UnzipLimits {
+    UnzipLimits {
+        max_total_bytes,
+        ..UnzipLimits::default()
+    }
+}
+
+#[test]
+fn zip_expanding_past_the_size_limit_is_refused_before_writing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = tmp.path().join("bomb.zip");
+    std::fs::write(&archive, zeros_zip("big.bin", 64 * MIB, None, REGULAR)).unwrap();
+    let dest = tmp.path().join("out");
+
+    let err = extract_zip_with(
+        &archive,
+        &dest,
+        &small_limits(MIB),
+        &CancellationToken::new(),
+    )
+    .unwrap_err();
+
+    assert!(matches!(err, UnzipError::TooLarge { .. }), "{err}");
+    assert_eq!(
+        err.to_string(),
+        "zip archive expands to more than 1 MiB (the limit); refused as a possible zip bomb"
+    );
+    assert!(entries(&dest).is_empty(), "written: {:?}", entries(&dest));
+}
+
+#[test]
+fn zip_lying_about_its_size_is_stopped_by_the_bytes_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = tmp.path().join("liar.zip");
+    // The headers claim 10 bytes; the data inflates to 64 MiB.
+    std::fs::write(&archive, zeros_zip("big.bin", 64 * MIB, Some(10), REGULAR)).unwrap();
+    let dest = tmp.path().join("out");
+
+    let err = extract_zip_with(
+        &archive,
+        &dest,
+        &small_limits(MIB),
+        &CancellationToken::new(),
+    )
+    .unwrap_err();
+
+    assert!(matches!(err, UnzipError::TooLarge { .. }), "{err}");
+    assert!(entries(&dest).is_empty(), "left: {:?}", entries(&dest));
+}
+
+#[test]
+fn zip_within_the_size_limit_is_extracted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = tmp.path().join("a.zip");
+    std::fs::write(
+        &archive,
+        make_zip(&[
+            ("a.bin", Entry::File(&[7; 1000], 0o644)),
+            ("b.bin", Entry::File(&[8; 24], 0o644)),
+        ]),
+    )
+    .unwrap();
+    let dest = tmp.path().join("out");
+
+    let n = extract_zip_with(
+        &archive,
+        &dest,
+        &small_limits(1024),
+        &CancellationToken::new(),
+    )
+    .unwrap();
+
+    assert_eq!(n, 2);
+    assert_eq!(std::fs::read(dest.join("a.bin")).unwrap(), [7; 1000]);
+}
+
+#[test]
+fn zip_with_too_many_entries_is_refused_before_writing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = tmp.path().join("many.zip");
+    let names: Vec<String> = (0..5).map(|i| format!("f{i}.txt")).collect();
+    let items: Vec<(&str, Entry<'_>)> = names
+        .iter()
+        .map(|n| (n.as_str(), Entry::File(b"x", 0o644)))
+        .collect();
+    std::fs::write(&archive, make_zip(&items)).unwrap();
+    let dest = tmp.path().join("out");
+    let limits = UnzipLimits {
+        max_entries: 4,
+        ..UnzipLimits::default()
+    };
+
+    let err = extract_zip_with(&archive, &dest, &limits, &CancellationToken::new()).unwrap_err();
+
+    assert!(
+        matches!(err, UnzipError::TooManyEntries { count: 5, limit: 4 }),
+        "{err}"
+    );
+    assert!(entries(&dest).is_empty());
+}
+
+#[tokio::test]
+async fn zip_symlink_with_a_huge_target_is_refused_without_reading_it() {
+    let _heavy = HEAVY.lock().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = tmp.path().join("link.zip");
+    std::fs::write(&archive, zeros_zip("link", 256 * MIB, None, SYMLINK)).unwrap();
+    let dest = tmp.path().join("out");
+
+    let watch = RssWatch::start();
+    let err = extract_zip(&archive, &dest).unwrap_err();
+    let growth = watch.growth();
+
+    assert!(
+        matches!(err, UnzipError::SymlinkTargetTooLong { .. }),
+        "{}",
+        err.to_string().chars().take(200).collect::<String>()
+    );
+    assert!(
+        err.to_string().len() < 200,
+        "{} chars",
+        err.to_string().len()
+    );
+    assert!(growth < RSS_BUDGET, "RSS grew by {} MiB", growth / MIB);
+    assert!(entries(&dest).is_empty());
+}
+
+#[test]
+fn zip_symlink_target_longer_than_linux_allows_is_refused_before_writing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = tmp.path().join("a.zip");
+    let fits = format!("{}a", "a/".repeat(2047)); // 4095 bytes, the most a link can hold
+    std::fs::write(&archive, make_zip(&[("ok", Entry::Symlink(&fits))])).unwrap();
+    let dest = tmp.path().join("out");
+    extract_zip(&archive, &dest).unwrap();
+    assert_eq!(
+        std::fs::read_link(dest.join("ok")).unwrap(),
+        PathBuf::from(&fits)
+    );
+
+    let too_long = format!("{fits}b");
+    std::fs::write(
+        &archive,
+        make_zip(&[
+            ("first.txt", Entry::File(b"x", 0o644)),
+            ("long", Entry::Symlink(&too_long)),
+        ]),
+    )
+    .unwrap();
+    let err = extract_zip(&archive, &dest).unwrap_err();
+
+    assert!(
+        matches!(err, UnzipError::SymlinkTargetTooLong { ref entry } if entry == "long"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("4095"), "{err}");
+    assert_eq!(entries(&dest), ["ok"], "nothing written");
+}
+
+#[test]
+fn escaping_symlink_target_is_shortened_in_the_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = tmp.path().join("a.zip");
+    let target = "../".repeat(1000);
+    std::fs::write(&archive, make_zip(&[("link", Entry::Symlink(&target))])).unwrap();
+
+    let err = extract_zip(&archive, &tmp.path().join("out")).unwrap_err();
+
+    assert!(matches!(err, UnzipError::UnsafeSymlink { .. }), "{err}");
+    let text = err.to_string();
+    assert!(text.contains("../../"), "{text}");
+    assert!(text.len() < 300, "{} chars: {text}", text.len());
+}
+
 // ---------------------------------------------------------------- uploads
 
 #[tokio::test]
@@ -711,6 +1056,7 @@ async fn upload_to_an_invalid_url_fails_without_retrying() {
         &RetryPolicy {
             attempts: 3,
             initial_backoff: Duration::from_secs(5),
+            ..RetryPolicy::default()
         },
     )
     .await
@@ -774,4 +1120,232 @@ async fn large_upload_streams_from_disk_with_flat_memory() {
         growth / MIB
     );
     assert!(growth < RSS_BUDGET, "RSS grew by {} MiB", growth / MIB);
+}
+
+#[tokio::test]
+async fn upload_refuses_a_symlink_swapped_in_for_the_file() {
+    let server = BlobServer::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let secret = tmp.path().join("secret.txt");
+    std::fs::write(&secret, b"API_KEY=hunter2").unwrap();
+    let file = tmp.path().join("report.txt");
+    std::os::unix::fs::symlink(&secret, &file).unwrap();
+
+    let err = upload_file(
+        &reqwest::Client::new(),
+        &file,
+        &server.url("report.txt"),
+        "text/plain",
+        &fast_retries(3),
+    )
+    .await
+    .unwrap_err();
+
+    assert!(matches!(err, UploadError::Refused { .. }), "{err}");
+    assert!(err.to_string().contains("symbolic link"), "{err}");
+    assert_eq!(server.put_attempts("report.txt"), 0, "retried or sent");
+}
+
+#[tokio::test]
+async fn upload_refuses_a_file_reached_through_a_symlinked_directory() {
+    let server = BlobServer::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let secrets = tmp.path().join("secrets");
+    std::fs::create_dir(&secrets).unwrap();
+    std::fs::write(secrets.join("environ"), b"API_KEY=hunter2").unwrap();
+    let out = tmp.path().join("out");
+    std::fs::create_dir(&out).unwrap();
+    std::os::unix::fs::symlink(&secrets, out.join("d")).unwrap();
+
+    let err = upload_file(
+        &reqwest::Client::new(),
+        &out.join("d/environ"),
+        &server.url("environ"),
+        "text/plain",
+        &fast_retries(3),
+    )
+    .await
+    .unwrap_err();
+
+    assert!(matches!(err, UploadError::Refused { .. }), "{err}");
+    assert!(err.to_string().contains("symbolic link"), "{err}");
+    assert_eq!(server.put_attempts("environ"), 0);
+}
+
+#[tokio::test]
+async fn upload_refuses_a_fifo_without_waiting_for_a_writer() {
+    let server = BlobServer::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let fifo = tmp.path().join("pipe");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+
+    let err = tokio::time::timeout(
+        Duration::from_secs(5),
+        upload_file(
+            &reqwest::Client::new(),
+            &fifo,
+            &server.url("pipe"),
+            "text/plain",
+            &fast_retries(3),
+        ),
+    )
+    .await
+    .expect("opening a FIFO must not block")
+    .unwrap_err();
+
+    assert!(matches!(err, UploadError::Refused { .. }), "{err}");
+    assert_eq!(server.put_attempts("pipe"), 0);
+}
+
+#[tokio::test]
+async fn upload_of_a_path_with_dot_dot_but_no_link_is_sent() {
+    let server = BlobServer::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir(tmp.path().join("sub")).unwrap();
+    std::fs::write(tmp.path().join("a.txt"), b"payload").unwrap();
+
+    let sent = upload_file(
+        &reqwest::Client::new(),
+        &tmp.path().join("sub/../a.txt"),
+        &server.url("a.txt"),
+        "text/plain",
+        &fast_retries(1),
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(sent, 7);
+}
+
+/// Reads one request's head from `stream`; returns the `Content-Length` and the body
+/// bytes already read with the head.
+async fn read_head(stream: &mut tokio::net::TcpStream) -> Option<(u64, usize)> {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = stream.read(&mut buf).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        head.extend_from_slice(&buf[..n]);
+        if let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+            let text = String::from_utf8_lossy(&head[..end]).to_ascii_lowercase();
+            let len = text
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map_or(0, |v| v.trim().parse().unwrap());
+            return Some((len, head.len() - end - 4));
+        }
+    }
+}
+
+/// A loopback server that reads every request's head and then never answers; counts
+/// the connections.
+async fn silent_server() -> (String, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "http://{}/a.txt?X-Amz-Signature=topsecret",
+        listener.local_addr().unwrap()
+    );
+    let accepted = Arc::new(AtomicUsize::new(0));
+    tokio::spawn({
+        let accepted = accepted.clone();
+        async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                accepted.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let _ = read_head(&mut stream).await;
+                    std::future::pending::<()>().await;
+                    drop(stream);
+                });
+            }
+        }
+    });
+    (url, accepted)
+}
+
+#[tokio::test]
+async fn upload_attempt_without_progress_is_abandoned_and_retried() {
+    let (url, accepted) = silent_server().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("a.txt");
+    std::fs::write(&file, b"payload").unwrap();
+    let policy = RetryPolicy {
+        attempts: 2,
+        initial_backoff: Duration::from_millis(20),
+        stall_timeout: Duration::from_millis(300),
+    };
+    let started = Instant::now();
+
+    let err = tokio::time::timeout(
+        Duration::from_secs(10),
+        upload_file(&reqwest::Client::new(), &file, &url, "text/plain", &policy),
+    )
+    .await
+    .expect("a silent server must not hang the upload")
+    .unwrap_err();
+
+    eprintln!("{err}");
+    assert!(matches!(err, UploadError::Connection(_)), "{err}");
+    assert!(err.to_string().contains("no progress"), "{err}");
+    assert!(!err.to_string().contains("topsecret"), "{err}");
+    assert_eq!(accepted.load(Ordering::SeqCst), 2, "retried once");
+    assert!(started.elapsed() >= Duration::from_millis(600));
+}
+
+#[tokio::test]
+async fn slow_upload_that_keeps_moving_outlives_the_stall_timeout() {
+    let _heavy = HEAVY.lock().await;
+    // The server takes its body in small sips for well over the stall timeout.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/slow.bin", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let (len, got) = read_head(&mut stream).await.unwrap();
+        let mut got = got as u64;
+        let mut buf = vec![0u8; 256 * 1024];
+        while got < len {
+            let n = stream.read(&mut buf).await.unwrap();
+            assert!(n > 0, "body ended early");
+            got += n as u64;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        stream
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+            .await
+            .unwrap();
+        got
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("slow.bin");
+    sparse_file(&file, 32 * MIB);
+    let policy = RetryPolicy {
+        attempts: 1,
+        stall_timeout: Duration::from_secs(1),
+        ..RetryPolicy::default()
+    };
+    let started = Instant::now();
+
+    let sent = upload_file(
+        &reqwest::Client::new(),
+        &file,
+        &url,
+        "application/octet-stream",
+        &policy,
+    )
+    .await
+    .unwrap();
+    let took = started.elapsed();
+
+    eprintln!("slow upload took {took:?}");
+    assert_eq!(sent, 32 * MIB);
+    assert_eq!(server.await.unwrap(), 32 * MIB);
+    assert!(
+        took > Duration::from_secs(1),
+        "not slower than the stall timeout: {took:?}"
+    );
 }

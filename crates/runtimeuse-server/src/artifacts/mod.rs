@@ -63,8 +63,11 @@ pub struct ArtifactOptions {
     /// Fallback for platforms without close-write events: a file is ready once its size
     /// and mtime stop changing for this long.
     pub stability_window: Duration,
-    /// Retries of the presigned PUT.
+    /// Retries of the presigned PUT, and how long an attempt may stall.
     pub retry: RetryPolicy,
+    /// Most uploads of one session running at once; the others wait their turn.
+    /// Default 8.
+    pub max_concurrent_uploads: usize,
     /// How long a request's terminal message waits for the client to answer the upload
     /// requests sent before it (see [`Artifacts::wait_answered`]).
     pub result_hold: Duration,
@@ -79,6 +82,7 @@ impl Default for ArtifactOptions {
             stability_window: Duration::from_millis(500),
             retry: RetryPolicy::default(),
             result_hold: Duration::from_secs(10),
+            max_concurrent_uploads: 8,
         }
     }
 }

@@ -6,10 +6,10 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use runtimeuse_protocol::{ArtifactUploadRequest, ArtifactUploadResponse, ServerMessage};
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 use tokio::task::AbortHandle;
 use tracing::debug;
 
@@ -23,6 +23,8 @@ pub(super) struct Shared {
     pub(super) outbox: Outbox,
     pub(super) http: reqwest::Client,
     pub(super) options: ArtifactOptions,
+    /// Limits the session's concurrent uploads to `options.max_concurrent_uploads`.
+    pub(super) upload_slots: Arc<Semaphore>,
     state: Mutex<State>,
     /// Bumped on every change waiters may care about (sent, answered, uploaded).
     changed: watch::Sender<u64>,
@@ -86,10 +88,14 @@ impl State {
 
 impl Shared {
     pub(super) fn new(outbox: Outbox, http: reqwest::Client, options: ArtifactOptions) -> Self {
+        let slots = options
+            .max_concurrent_uploads
+            .clamp(1, Semaphore::MAX_PERMITS);
         Self {
             outbox,
             http,
             options,
+            upload_slots: Arc::new(Semaphore::new(slots)),
             state: Mutex::default(),
             changed: watch::Sender::new(0),
         }

@@ -1,16 +1,19 @@
-//! Uploads of announced files to the presigned URLs the client answers with.
+//! Uploads of announced files to the presigned URLs the client answers with, at most
+//! [`ArtifactOptions::max_concurrent_uploads`](super::ArtifactOptions) at a time per
+//! session.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::shared::Shared;
 use crate::upload::upload_file;
 
 /// Runs upload `id` (already registered with [`Shared`]) of `path` to `url` in the
-/// background; it is unregistered when it ends.
+/// background once an upload slot is free; it is unregistered when it ends (waiting for
+/// a slot counts as running, so draining waits for it too).
 pub(super) fn spawn(
     shared: &Arc<Shared>,
     id: u64,
@@ -26,9 +29,14 @@ pub(super) fn spawn(
         error!(path = %path.display(), "artifact upload needs a tokio runtime; skipped");
         return;
     };
+    let slots = shared.upload_slots.clone();
     let task = runtime.spawn(async move {
         let shared = guard.shared.clone();
         let target = loggable(&url);
+        let Ok(_slot) = slots.acquire().await else {
+            return; // never closed
+        };
+        debug!(path = %path.display(), %target, "artifact upload starting");
         let started = Instant::now();
         let result = upload_file(
             &shared.http,
