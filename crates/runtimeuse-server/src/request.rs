@@ -71,7 +71,8 @@ fn named_error(error: String, name: &str) -> ErrorMessage {
     ErrorMessage { error, metadata }
 }
 
-/// Runs `work`, sending heartbeats every `interval` while it runs; returns its terminal.
+/// Runs `work`, then waits (bounded) for artifact handshakes, sending heartbeats all the
+/// while; returns the request's terminal.
 async fn with_heartbeats<F>(ctx: &RequestContext, work: F) -> ServerMessage
 where
     F: Future<Output = Result<ServerMessage, Failure>>,

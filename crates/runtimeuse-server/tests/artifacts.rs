@@ -1,6 +1,8 @@
 //! Artifacts end to end: real files in temporary directories, the real outbox, uploads
 //! to the real loopback blob server.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,7 +18,8 @@ use runtimeuse_testkit::BlobServer;
 use runtimeuse_testkit::blob_server::{FNV_OFFSET, checksum_update};
 use tempfile::TempDir;
 
-const MIB: u64 = 1024 * 1024;
+use support::MIB;
+
 /// How long a request may take to show up.
 const ANNOUNCE: Duration = Duration::from_secs(3);
 /// How long we listen to be sure nothing (more) is announced.

@@ -1,6 +1,8 @@
 //! `run_command` against real child processes: streaming, exit codes, back-pressure,
 //! redaction, UTF-8, cancellation of whole process trees, timeouts.
 
+mod support;
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -15,6 +17,8 @@ use runtimeuse_server::command::{
 use runtimeuse_server::outbox::{Outbox, OutboxReceiver};
 use runtimeuse_server::redact::Redactor;
 use tokio_util::sync::CancellationToken;
+
+use support::memory::memory_kib;
 
 fn options(dir: &Path) -> CommandOptions {
     CommandOptions {
@@ -131,15 +135,6 @@ fn numbered_lines(n: u32) -> String {
         writeln!(lines, "{i}").unwrap();
     }
     lines
-}
-
-fn memory_kib(field: &str) -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix(field))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
 }
 
 #[tokio::test]
