@@ -27,6 +27,15 @@ fn checksum_of_zeros_matches_the_test_kit() {
     }
 }
 
+/// Writes `payload` to a fresh `a.txt` and uploads it to `url` as text/plain with
+/// `retries`.
+async fn upload_payload(url: &str, retries: &RetryPolicy) -> Result<u64, UploadError> {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("a.txt");
+    std::fs::write(&file, b"payload").unwrap();
+    upload_file(&reqwest::Client::new(), &file, url, "text/plain", retries).await
+}
+
 #[tokio::test]
 async fn upload_sends_exact_body_content_type_and_content_length() {
     let server = BlobServer::start().await;
@@ -56,19 +65,9 @@ async fn upload_sends_exact_body_content_type_and_content_length() {
 async fn upload_retries_5xx_then_succeeds() {
     let server = BlobServer::start().await;
     server.fail_puts("a.txt", &[503, 503]);
-    let tmp = tempfile::tempdir().unwrap();
-    let file = tmp.path().join("a.txt");
-    std::fs::write(&file, b"payload").unwrap();
-
-    let sent = upload_file(
-        &reqwest::Client::new(),
-        &file,
-        &server.url("a.txt"),
-        "text/plain",
-        &fast_retries(3),
-    )
-    .await
-    .unwrap();
+    let sent = upload_payload(&server.url("a.txt"), &fast_retries(3))
+        .await
+        .unwrap();
 
     assert_eq!(sent, 7);
     assert_eq!(server.put_attempts("a.txt"), 3);
@@ -82,19 +81,9 @@ async fn upload_retries_5xx_then_succeeds() {
 async fn upload_gives_up_when_5xx_outlasts_the_attempts() {
     let server = BlobServer::start().await;
     server.fail_puts("a.txt", &[500, 502, 503, 504]);
-    let tmp = tempfile::tempdir().unwrap();
-    let file = tmp.path().join("a.txt");
-    std::fs::write(&file, b"payload").unwrap();
-
-    let err = upload_file(
-        &reqwest::Client::new(),
-        &file,
-        &server.url("a.txt"),
-        "text/plain",
-        &fast_retries(3),
-    )
-    .await
-    .unwrap_err();
+    let err = upload_payload(&server.url("a.txt"), &fast_retries(3))
+        .await
+        .unwrap_err();
 
     assert!(matches!(err, UploadError::Status(503)), "{err}");
     assert_eq!(server.put_attempts("a.txt"), 3);
@@ -105,19 +94,9 @@ async fn upload_gives_up_when_5xx_outlasts_the_attempts() {
 async fn upload_403_fails_at_once() {
     let server = BlobServer::start().await;
     server.fail_puts("a.txt", &[403]);
-    let tmp = tempfile::tempdir().unwrap();
-    let file = tmp.path().join("a.txt");
-    std::fs::write(&file, b"payload").unwrap();
-
-    let err = upload_file(
-        &reqwest::Client::new(),
-        &file,
-        &server.url("a.txt"),
-        "text/plain",
-        &fast_retries(4),
-    )
-    .await
-    .unwrap_err();
+    let err = upload_payload(&server.url("a.txt"), &fast_retries(4))
+        .await
+        .unwrap_err();
 
     assert!(matches!(err, UploadError::Status(403)), "{err}");
     assert_eq!(server.put_attempts("a.txt"), 1);
@@ -126,16 +105,9 @@ async fn upload_403_fails_at_once() {
 #[tokio::test]
 async fn upload_connection_refused_fails_after_all_attempts() {
     let port = refused_port();
-    let tmp = tempfile::tempdir().unwrap();
-    let file = tmp.path().join("a.txt");
-    std::fs::write(&file, b"payload").unwrap();
     let started = Instant::now();
-
-    let err = upload_file(
-        &reqwest::Client::new(),
-        &file,
+    let err = upload_payload(
         &format!("http://127.0.0.1:{port}/a.txt?X-Amz-Signature=topsecret"),
-        "text/plain",
         &fast_retries(3),
     )
     .await
@@ -150,16 +122,9 @@ async fn upload_connection_refused_fails_after_all_attempts() {
 
 #[tokio::test]
 async fn upload_to_an_invalid_url_fails_without_retrying() {
-    let tmp = tempfile::tempdir().unwrap();
-    let file = tmp.path().join("a.txt");
-    std::fs::write(&file, b"payload").unwrap();
     let started = Instant::now();
-
-    let err = upload_file(
-        &reqwest::Client::new(),
-        &file,
+    let err = upload_payload(
         "not a url",
-        "text/plain",
         &RetryPolicy {
             attempts: 3,
             initial_backoff: Duration::from_secs(5),
