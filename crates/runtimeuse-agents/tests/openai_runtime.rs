@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use futures_util::{SinkExt as _, StreamExt as _};
 use runtimeuse_agents::openai::OpenAiAgent;
-use runtimeuse_server::server::{Server, ServerConfig};
+use runtimeuse_server::server::{Server, ServerConfig, ServerHandle};
 use runtimeuse_server::session::SessionConfig;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
@@ -46,6 +46,14 @@ async fn invoke(ws_url: &str, invocation: Value) -> Vec<Value> {
     }
 }
 
+/// The whole runtime with the OpenAI agent, on a free loopback port.
+async fn serve_openai() -> ServerHandle {
+    let agent = Arc::new(OpenAiAgent::new(config()));
+    let server_config =
+        ServerConfig::new("127.0.0.1:0".parse().unwrap(), SessionConfig::new(agent));
+    Server::bind(server_config).await.unwrap().spawn()
+}
+
 #[tokio::test]
 async fn an_invocation_runs_the_loop_and_redacts_the_key_everywhere() {
     let fake = FakeOpenAi::start().await;
@@ -60,10 +68,7 @@ async fn an_invocation_runs_the_loop_and_redacts_the_key_everywhere() {
             .message(&format!("Your key is {KEY}."))
             .completed(),
     ));
-    let agent = Arc::new(OpenAiAgent::new(config()));
-    let server_config =
-        ServerConfig::new("127.0.0.1:0".parse().unwrap(), SessionConfig::new(agent));
-    let server = Server::bind(server_config).await.unwrap().spawn();
+    let server = serve_openai().await;
 
     let frames = invoke(
         &server.ws_url(),
@@ -121,10 +126,7 @@ async fn a_provider_error_becomes_the_error_message() {
         headers: Vec::new(),
         body: json!({"error": {"message": "Incorrect API key provided.", "type": "invalid_request_error", "param": null, "code": "invalid_api_key"}}),
     });
-    let agent = Arc::new(OpenAiAgent::new(config()));
-    let server_config =
-        ServerConfig::new("127.0.0.1:0".parse().unwrap(), SessionConfig::new(agent));
-    let server = Server::bind(server_config).await.unwrap().spawn();
+    let server = serve_openai().await;
 
     let frames = invoke(
         &server.ws_url(),
@@ -211,10 +213,7 @@ async fn key_in_the_runtime_environment_child() {
             .message(&format!("Your key is {RUNTIME_KEY}."))
             .completed(),
     ));
-    let agent = Arc::new(OpenAiAgent::new(config()));
-    let server_config =
-        ServerConfig::new("127.0.0.1:0".parse().unwrap(), SessionConfig::new(agent));
-    let server = Server::bind(server_config).await.unwrap().spawn();
+    let server = serve_openai().await;
 
     // Neither `agent_env` nor `secrets_to_redact` knows the key.
     let frames = invoke(
