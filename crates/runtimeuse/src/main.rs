@@ -1,6 +1,7 @@
 //! `runtimeuse`: the runtime (serve, the default) and a command-line client.
 
 mod cli;
+mod init;
 mod remote;
 mod serve;
 
@@ -8,6 +9,9 @@ use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
+    if cli.command.is_none() && init::should_run() {
+        return init::run();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
