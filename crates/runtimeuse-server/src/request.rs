@@ -16,7 +16,7 @@ use tracing::{info, warn};
 use crate::agent::{AgentContext, AgentOutput, AgentRequest};
 use crate::artifacts::Artifacts;
 use crate::command::{CommandError, CommandOptions, run_command};
-use crate::download::{DownloadError, download};
+use crate::download::{DownloadError, download_with};
 use crate::outbox::Outbox;
 use crate::redact::Redactor;
 use crate::result_size::fit_results;
@@ -121,7 +121,13 @@ async fn download_all(
     items: Option<&Vec<Downloadable>>,
 ) -> Result<(), Failure> {
     for item in items.into_iter().flatten() {
-        let path = download(&ctx.config.http, item, &ctx.cancel).await?;
+        let path = download_with(
+            &ctx.config.http,
+            item,
+            &ctx.cancel,
+            &ctx.config.unzip_limits,
+        )
+        .await?;
         info!(path = %path.display(), "downloaded");
     }
     Ok(())

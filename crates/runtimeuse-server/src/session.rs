@@ -26,6 +26,7 @@ use crate::outbox::{DEFAULT_OUTBOX_CAPACITY, Outbox};
 use crate::redact::Redactor;
 use crate::request::{RequestContext, run_command_execution, run_invocation};
 use crate::result_size::DEFAULT_MAX_RESULT_FRAME_BYTES;
+use crate::unzip::UnzipLimits;
 
 /// Default interval between heartbeats while a request runs.
 pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(15);
@@ -49,6 +50,8 @@ pub struct SessionConfig {
     /// Largest encoded `command_execution_result_message`; captured stdout is cut to fit
     /// (see [`crate::result_size`]).
     pub max_result_frame_bytes: usize,
+    /// Bounds on what a downloaded `.zip` may expand to.
+    pub unzip_limits: UnzipLimits,
 }
 
 impl std::fmt::Debug for SessionConfig {
@@ -72,6 +75,7 @@ impl SessionConfig {
             http: default_http_client(),
             outbox_capacity: DEFAULT_OUTBOX_CAPACITY,
             max_result_frame_bytes: DEFAULT_MAX_RESULT_FRAME_BYTES,
+            unzip_limits: UnzipLimits::default(),
         }
     }
 }

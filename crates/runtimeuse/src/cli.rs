@@ -119,6 +119,16 @@ pub struct ServeArgs {
         default_value_t = 1_000_000
     )]
     pub max_result_frame_bytes: usize,
+    /// Most bytes a downloaded .zip may expand to (counted as written).
+    #[arg(long, env = "RUNTIMEUSE_MAX_UNZIP_BYTES", default_value_t = 16 * 1024 * 1024 * 1024)]
+    pub max_unzip_bytes: u64,
+    /// Most entries a downloaded .zip may hold.
+    #[arg(
+        long,
+        env = "RUNTIMEUSE_MAX_UNZIP_ENTRIES",
+        default_value_t = 1_000_000
+    )]
+    pub max_unzip_entries: usize,
     /// Seconds to wait for late artifact file events when a session ends.
     #[arg(long, env = "RUNTIMEUSE_ARTIFACT_GRACE", default_value_t = 3.0)]
     pub artifact_grace: f64,

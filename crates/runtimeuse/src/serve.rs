@@ -53,6 +53,8 @@ fn session_config(args: &ServeArgs) -> anyhow::Result<SessionConfig> {
     config.heartbeat_interval = heartbeat;
     config.commands.capture_limit = args.capture_limit;
     config.max_result_frame_bytes = args.max_result_frame_bytes;
+    config.unzip_limits.max_total_bytes = args.max_unzip_bytes;
+    config.unzip_limits.max_entries = args.max_unzip_entries;
     config.commands.kill_grace = seconds("kill-grace", args.kill_grace)?;
     config.artifacts.late_event_grace = seconds("artifact-grace", args.artifact_grace)?;
     config.artifacts.handshake_timeout = seconds(

@@ -297,3 +297,24 @@ async fn the_result_waits_for_the_answer_about_a_file_written_at_the_very_end() 
         .await;
     assert_eq!(uploads[0].body.as_deref(), Some(&b"last\n"[..]));
 }
+
+#[tokio::test]
+async fn zip_over_the_configured_expansion_limit_is_refused() {
+    let files = BlobServer::start().await;
+    files.serve_bytes("big.zip", zip_bytes(&[("big.bin", &[0u8; 200_000], 0o644)]));
+    let runtime = start_runtime(|c| c.session.unzip_limits.max_total_bytes = 100_000).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut message = command_execution(&["echo should-not-run"]);
+    message["pre_execution_downloadables"] =
+        json!([{"download_url": files.url("big.zip"), "working_dir": dir.path()}]);
+    let mut peer = Peer::connect(&runtime.ws_url()).await;
+    peer.send(message).await;
+    let (_, error) = peer.until_terminal().await;
+    assert_eq!(error["message_type"], "error_message", "{error}");
+    let text = error["error"].as_str().unwrap();
+    assert!(
+        text.starts_with("Download failed: ") && text.contains("zip bomb"),
+        "{text}"
+    );
+    assert!(!dir.path().join("big.bin").exists());
+}
