@@ -318,3 +318,35 @@ async fn zip_over_the_configured_expansion_limit_is_refused() {
     );
     assert!(!dir.path().join("big.bin").exists());
 }
+
+#[tokio::test]
+async fn an_upload_request_never_answered_holds_back_only_the_next_result() {
+    let runtime = start_runtime(|c| c.session.artifacts.result_hold = Duration::from_secs(2)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let artifacts = dir.path().join("a");
+    // A client without an upload callback: it never answers.
+    let mut message =
+        command_execution(&[&format!("echo x > {}/unanswered.txt", artifacts.display())]);
+    message["artifacts_dirs"] = json!([artifacts]);
+    let mut peer = Peer::connect(&runtime.ws_url()).await;
+    let started = std::time::Instant::now();
+    peer.send(message).await;
+    let (before, result) = peer.until_terminal().await;
+    assert_eq!(of_type(&before, "artifact_upload_request_message").len(), 1);
+    assert_eq!(result["results"][0]["exit_code"], 0);
+    assert!(
+        started.elapsed() >= Duration::from_millis(700),
+        "{:?}",
+        started.elapsed()
+    );
+
+    let started = std::time::Instant::now();
+    peer.send(invocation("ECHO:next")).await;
+    let (_, result) = peer.until_terminal().await;
+    assert_eq!(result["data"]["text"], "next");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "a stale handshake held back a later result for {:?}",
+        started.elapsed()
+    );
+}

@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
 
 use runtimeuse_protocol::{ArtifactUploadRequest, ArtifactUploadResponse, ServerMessage};
 use tokio::sync::{Semaphore, watch};
@@ -68,6 +69,8 @@ struct Round {
     follow_up: bool,
     /// The file as it was when its last request was sent.
     sent: Option<Signature>,
+    /// When the pending request was marked (for holding results back, see `unsettled`).
+    pending_since: Option<Instant>,
 }
 
 impl State {
@@ -131,6 +134,7 @@ impl Shared {
             return false;
         }
         round.pending = true;
+        round.pending_since = Some(Instant::now());
         true
     }
 
@@ -182,6 +186,9 @@ impl Shared {
         let round = state.rounds.get_mut(&path)?;
         let follow_up = std::mem::take(&mut round.follow_up);
         round.pending = follow_up;
+        if follow_up {
+            round.pending_since = Some(Instant::now());
+        }
         let upload = state.next_upload;
         state.next_upload += 1;
         state.uploads.insert(upload, None);
@@ -211,9 +218,23 @@ impl Shared {
     }
 
     /// Closed files not yet announced plus handshakes waiting for the client.
+    ///
+    /// A request pending for longer than `options.result_hold` no longer counts: a client
+    /// that never answers (no upload callback on a later call) holds back at most the one
+    /// result after the announcement, not every later one.
     pub(super) fn unsettled(&self) -> usize {
         let state = self.lock();
-        state.closed_candidates + state.rounds.values().filter(|r| r.pending).count()
+        let fresh = |r: &&Round| {
+            r.pending_since
+                .is_none_or(|since| since.elapsed() < self.options.result_hold)
+        };
+        state.closed_candidates
+            + state
+                .rounds
+                .values()
+                .filter(|r| r.pending)
+                .filter(fresh)
+                .count()
     }
 
     /// Handshakes waiting for the client.
