@@ -88,13 +88,10 @@ impl ExecuteCommandsOptions {
             commands,
             source_id: self.source_id.clone(),
             secrets_to_redact: self.secrets_to_redact.clone(),
-            artifacts_dirs: non_empty(&self.artifacts_dirs, self.artifacts_dirs.is_empty()),
+            artifacts_dirs: non_empty(&self.artifacts_dirs),
             artifacts_dir: None,
             artifacts_ignore_content: self.artifacts_ignore_content.clone(),
-            pre_execution_downloadables: non_empty(
-                &self.pre_execution_downloadables,
-                self.pre_execution_downloadables.is_empty(),
-            ),
+            pre_execution_downloadables: non_empty(&self.pre_execution_downloadables),
         })
     }
 

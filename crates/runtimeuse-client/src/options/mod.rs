@@ -42,8 +42,16 @@ fn validate_artifact_pairing(dirs: &[String], has_callback: bool) -> Result<(), 
 }
 
 /// Empty lists and maps are sent as `null`, like the Python client does.
-fn non_empty<T: Clone>(value: &T, is_empty: bool) -> Option<T> {
-    (!is_empty).then(|| value.clone())
+fn non_empty<C>(collection: &C) -> Option<C>
+where
+    C: Clone,
+    for<'a> &'a C: IntoIterator,
+{
+    collection
+        .into_iter()
+        .next()
+        .is_some()
+        .then(|| collection.clone())
 }
 
 /// Setters shared by [`QueryOptions`] and [`ExecuteCommandsOptions`].

@@ -184,24 +184,15 @@ impl QueryOptions {
             user_prompt: prompt.to_owned(),
             model: self.model.clone(),
             source_id: self.source_id.clone(),
-            agent_env: non_empty(&self.agent_env, self.agent_env.is_empty()),
+            agent_env: non_empty(&self.agent_env),
             secrets_to_redact: self.secrets_to_redact.clone(),
             output_format_json_schema_str: self.output_format_json_schema_str.clone(),
-            artifacts_dirs: non_empty(&self.artifacts_dirs, self.artifacts_dirs.is_empty()),
+            artifacts_dirs: non_empty(&self.artifacts_dirs),
             artifacts_dir: None,
             artifacts_ignore_content: self.artifacts_ignore_content.clone(),
-            pre_agent_invocation_commands: non_empty(
-                &self.pre_agent_invocation_commands,
-                self.pre_agent_invocation_commands.is_empty(),
-            ),
-            post_agent_invocation_commands: non_empty(
-                &self.post_agent_invocation_commands,
-                self.post_agent_invocation_commands.is_empty(),
-            ),
-            pre_agent_downloadables: non_empty(
-                &self.pre_agent_downloadables,
-                self.pre_agent_downloadables.is_empty(),
-            ),
+            pre_agent_invocation_commands: non_empty(&self.pre_agent_invocation_commands),
+            post_agent_invocation_commands: non_empty(&self.post_agent_invocation_commands),
+            pre_agent_downloadables: non_empty(&self.pre_agent_downloadables),
         })
     }
 
