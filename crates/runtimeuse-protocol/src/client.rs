@@ -134,17 +134,6 @@ pub enum ClientMessage {
     EndSessionMessage,
 }
 
-impl ClientMessage {
-    /// The `message_type` values of this enum, used to tell unknown types from bad frames.
-    pub const KNOWN_TYPES: [&'static str; 5] = [
-        "invocation_message",
-        "command_execution_message",
-        "artifact_upload_response_message",
-        "cancel_message",
-        "end_session_message",
-    ];
-}
-
 /// Merges the deprecated `artifacts_dir` into `artifacts_dirs`, keeping order, no duplicates.
 fn merged_dirs(dirs: Option<&Vec<String>>, single: Option<&String>) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();

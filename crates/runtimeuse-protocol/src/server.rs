@@ -166,16 +166,4 @@ impl ServerMessage {
     pub fn error(error: impl Into<String>) -> Self {
         Self::ErrorMessage(ErrorMessage::new(error))
     }
-
-    /// The wire `message_type` values of this enum.
-    pub const KNOWN_TYPES: [&'static str; 8] = [
-        "result_message",
-        "command_execution_result_message",
-        "error_message",
-        "assistant_message",
-        "command_output_message",
-        "heartbeat_message",
-        "artifact_upload_request_message",
-        "end_session_confirm_message",
-    ];
 }

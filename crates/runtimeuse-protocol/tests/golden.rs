@@ -210,10 +210,7 @@ fn server_messages_serialise_exactly_as_the_fixtures() {
 }
 
 #[test]
-fn every_known_type_round_trips_through_the_tagged_enums() {
-    for (_, message) in server_messages() {
-        assert!(ServerMessage::KNOWN_TYPES.contains(&message.message_type()));
-    }
+fn client_messages_round_trip_through_serde_and_the_parser() {
     for name in [
         "client_invocation_full",
         "client_command_execution_full",
@@ -223,11 +220,6 @@ fn every_known_type_round_trips_through_the_tagged_enums() {
     ] {
         let message = client(name);
         let text = serde_json::to_string(&message).unwrap();
-        let tag = serde_json::from_str::<Value>(&text).unwrap()["message_type"].clone();
-        assert!(
-            ClientMessage::KNOWN_TYPES.contains(&tag.as_str().unwrap()),
-            "{name}"
-        );
         assert_eq!(
             parse_client_frame(&text),
             Ok(Incoming::Message(message)),

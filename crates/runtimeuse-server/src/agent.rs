@@ -146,15 +146,6 @@ impl AgentContext {
             () = self.cancel.cancelled() => false,
         }
     }
-
-    /// Waits until `path` has been announced as an artifact (or `timeout` passes).
-    /// Returns whether it was announced.
-    pub async fn wait_for_artifact(&self, path: &Path, timeout: Duration) -> bool {
-        tokio::select! {
-            picked = self.artifacts.wait_picked_up(path, timeout) => picked,
-            () = self.cancel.cancelled() => false,
-        }
-    }
 }
 
 /// An agent: turns one invocation into a result.
