@@ -8,6 +8,7 @@ use crate::null_as_default;
 
 /// A shell command to run inside the sandbox.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Command {
     /// The command line, run with `/bin/sh -c`.
     pub command: String,
@@ -32,6 +33,7 @@ impl Command {
 
 /// A file to download into the sandbox before the work starts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Downloadable {
     /// HTTP(S) URL fetched with GET.
     pub download_url: String,
@@ -41,6 +43,7 @@ pub struct Downloadable {
 
 /// `invocation_message`: run the agent once.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Invocation {
     /// System prompt for the agent.
     pub system_prompt: String,
@@ -56,6 +59,7 @@ pub struct Invocation {
     pub agent_env: Option<BTreeMap<String, String>>,
     /// Values replaced by `[REDACTED]` in everything the runtime sends or logs.
     #[serde(default, deserialize_with = "null_as_default")]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<Vec<String>>"))]
     pub secrets_to_redact: Vec<String>,
     /// A JSON string: `{"type":"json_schema","schema":{...}}` or a bare JSON schema.
     #[serde(default)]
@@ -82,6 +86,7 @@ pub struct Invocation {
 
 /// `command_execution_message`: run shell commands without the agent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct CommandExecution {
     /// Commands run in order, stopping after the first non-zero exit.
     pub commands: Vec<Command>,
@@ -90,6 +95,7 @@ pub struct CommandExecution {
     pub source_id: Option<String>,
     /// Values replaced by `[REDACTED]` in everything the runtime sends or logs.
     #[serde(default, deserialize_with = "null_as_default")]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<Vec<String>>"))]
     pub secrets_to_redact: Vec<String>,
     /// Directories watched for artifacts for the rest of the session.
     #[serde(default)]
@@ -107,6 +113,7 @@ pub struct CommandExecution {
 
 /// `artifact_upload_response_message`: where to upload a file the runtime announced.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ArtifactUploadResponse {
     /// Base name, as in the request.
     pub filename: String,
@@ -120,6 +127,7 @@ pub struct ArtifactUploadResponse {
 
 /// Every message a client may send, tagged by `message_type`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "message_type", rename_all = "snake_case")]
 pub enum ClientMessage {
     /// Run the agent.

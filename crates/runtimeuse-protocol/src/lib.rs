@@ -14,6 +14,8 @@
 
 mod client;
 mod parse;
+#[cfg(feature = "schema")]
+pub mod schema;
 mod server;
 
 pub use client::{

@@ -5,6 +5,7 @@ use serde_json::{Map, Value};
 
 /// The final answer of an invocation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ResultData {
     /// Plain text (no output schema was given).
@@ -21,16 +22,19 @@ pub enum ResultData {
 
 /// `result_message`: terminal message of an invocation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ResultMessage {
     /// The answer.
     pub data: ResultData,
     /// Usage, durations, anything the agent reports.
     #[serde(default, deserialize_with = "crate::null_as_default")]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<Map<String, Value>>"))]
     pub metadata: Map<String, Value>,
 }
 
 /// One command's outcome in a command execution.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct CommandResultItem {
     /// The command string as sent.
     pub command: String,
@@ -46,6 +50,7 @@ pub struct CommandResultItem {
 
 /// `command_execution_result_message`: terminal message of a command execution.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct CommandExecutionResultMessage {
     /// One item per command that ran, the failing one included.
     pub results: Vec<CommandResultItem>,
@@ -53,11 +58,13 @@ pub struct CommandExecutionResultMessage {
 
 /// `error_message`: terminal message of a failed request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ErrorMessage {
     /// Human-readable description.
     pub error: String,
     /// `error_name`, causes, usage so far…
     #[serde(default, deserialize_with = "crate::null_as_default")]
+    #[cfg_attr(feature = "schema", schemars(with = "Option<Map<String, Value>>"))]
     pub metadata: Map<String, Value>,
 }
 
@@ -73,6 +80,7 @@ impl ErrorMessage {
 
 /// `assistant_message`: text the agent produced while working.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct AssistantMessage {
     /// Text blocks of one model message.
     pub text_blocks: Vec<String>,
@@ -80,6 +88,7 @@ pub struct AssistantMessage {
 
 /// Which pipe a chunk of command output came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum OutputStream {
     /// Standard output.
@@ -90,6 +99,7 @@ pub enum OutputStream {
 
 /// `command_output_message`: a chunk of a running command's output.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct CommandOutput {
     /// The pipe.
     pub stream: OutputStream,
@@ -101,6 +111,7 @@ pub struct CommandOutput {
 
 /// `heartbeat_message`: sent periodically while a request runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Heartbeat {
     /// What the runtime is doing (`request_in_flight`).
     pub phase: String,
@@ -110,6 +121,7 @@ pub struct Heartbeat {
 
 /// `artifact_upload_request_message`: the runtime asks where to upload a file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ArtifactUploadRequest {
     /// Base name of the file.
     pub filename: String,
@@ -119,6 +131,7 @@ pub struct ArtifactUploadRequest {
 
 /// Every message the runtime may send, tagged by `message_type`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(tag = "message_type", rename_all = "snake_case")]
 pub enum ServerMessage {
     /// Terminal: invocation result.
