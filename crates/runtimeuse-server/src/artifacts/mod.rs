@@ -24,6 +24,7 @@
 
 mod drain;
 pub mod ignore_rules;
+mod offload;
 mod pipeline;
 mod readiness;
 mod scan;
@@ -162,15 +163,22 @@ impl Artifacts {
     /// already watched keeps its watch; its ignore rules are replaced when
     /// `ignore_content` is given. Files already present are not announced until they
     /// change. Must be called within a tokio runtime.
+    ///
+    /// Walking the directories and adding their watches can take seconds for a huge tree
+    /// (`/`); on a multi-threaded runtime that work leaves the async worker first, so only
+    /// the caller waits for it.
     pub fn watch(
         &self,
         dirs: &[String],
         ignore_content: Option<&str>,
     ) -> Result<(), ArtifactError> {
-        for dir in dirs {
-            self.watch_one(dir, ignore_content)?;
+        if dirs.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        offload::blocking(|| {
+            dirs.iter()
+                .try_for_each(|dir| self.watch_one(dir, ignore_content))
+        })
     }
 
     fn watch_one(&self, dir: &str, ignore_content: Option<&str>) -> Result<(), ArtifactError> {

@@ -7,6 +7,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::offload;
 use super::readiness::Readiness;
 use super::shared::Shared;
 use super::watch::{FsEvent, Overflow};
@@ -25,27 +26,37 @@ pub(super) async fn run(
     let mut ready: Vec<PathBuf> = Vec::new();
     loop {
         let due = readiness.next_due();
-        tokio::select! {
+        let woke = tokio::select! {
             biased;
             () = stop.cancelled() => break,
-            event = events.recv() => {
-                let Some(event) = event else { break };
-                readiness.handle(&shared, event);
-                for _ in 1..BATCH {
-                    match events.try_recv() {
-                        Ok(event) => readiness.handle(&shared, event),
-                        Err(_) => break,
+            event = events.recv() => match event {
+                Some(event) => Wake::Event(event),
+                None => break,
+            },
+            () = overflow.raised() => Wake::Overflow,
+            () = sleep_until_due(due) => Wake::Due,
+        };
+        // Stats, walks and rescans of a whole tree: never on an async worker.
+        offload::blocking(|| {
+            match woke {
+                Wake::Event(event) => {
+                    readiness.handle(&shared, event);
+                    for _ in 1..BATCH {
+                        match events.try_recv() {
+                            Ok(event) => readiness.handle(&shared, event),
+                            Err(_) => break,
+                        }
                     }
                 }
-            }
-            () = overflow.raised() => {
-                if overflow.take() {
-                    readiness.rescan_all(&shared);
+                Wake::Overflow => {
+                    if overflow.take() {
+                        readiness.rescan_all(&shared);
+                    }
                 }
+                Wake::Due => {}
             }
-            () = sleep_until_due(due) => {}
-        }
-        readiness.poll(&shared, Instant::now(), &mut ready);
+            readiness.poll(&shared, Instant::now(), &mut ready);
+        });
         for path in ready.drain(..) {
             shared.announce(path).await;
         }
@@ -55,16 +66,25 @@ pub(super) async fn run(
     }
     shared.set_closed_candidates(0);
     // No more events will come: take in what is queued and settle every candidate now.
-    while let Ok(event) = events.try_recv() {
-        readiness.handle(&shared, event);
-    }
-    if overflow.take() {
-        readiness.rescan_all(&shared);
-    }
-    readiness.flush(&shared, &mut ready);
+    offload::blocking(|| {
+        while let Ok(event) = events.try_recv() {
+            readiness.handle(&shared, event);
+        }
+        if overflow.take() {
+            readiness.rescan_all(&shared);
+        }
+        readiness.flush(&shared, &mut ready);
+    });
     for path in ready {
         shared.announce(path).await;
     }
+}
+
+/// What woke the event task.
+enum Wake {
+    Event(FsEvent),
+    Overflow,
+    Due,
 }
 
 async fn sleep_until_due(due: Option<Instant>) {

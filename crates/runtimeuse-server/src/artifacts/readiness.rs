@@ -8,7 +8,7 @@
 //! size, mtime and inode unchanged for the stability window.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -42,6 +42,9 @@ pub(super) struct Readiness {
     candidates: HashMap<PathBuf, Candidate>,
     /// Due times of candidates (stale entries are skipped) and of delayed scans.
     timers: BinaryHeap<Reverse<(Instant, Timer)>>,
+    /// Files last taken as ready without a close-write (found by a scan, or arrived):
+    /// the close-write of the very write that was seen may still be on its way.
+    unclosed: HashSet<PathBuf>,
     stability: Duration,
     settle: Duration,
 }
@@ -58,6 +61,7 @@ impl Readiness {
         Self {
             candidates: HashMap::new(),
             timers: BinaryHeap::new(),
+            unclosed: HashSet::new(),
             stability,
             settle: if cfg!(target_os = "linux") {
                 LINUX_SETTLE.min(stability)
@@ -85,9 +89,16 @@ impl Readiness {
                 if rules_or_ignored(shared, &path) {
                     return;
                 }
-                if let Some(sig) = file_signature(&path) {
-                    self.watch_file(path, sig, CLOSE_SETTLE.min(self.settle), true);
+                let Some(sig) = file_signature(&path) else {
+                    return;
+                };
+                if self.unclosed.remove(&path) && shared.lock().known.get(&path) == Some(&sig) {
+                    // A scan took this version as ready before its writer's close-write
+                    // was handled (events queue up behind a rescan in a storm of new
+                    // files): the close proves nothing new.
+                    return;
                 }
+                self.watch_file(path, sig, CLOSE_SETTLE.min(self.settle), true);
             }
             FsEvent::Written(path) => {
                 if rules_or_ignored(shared, &path) {
@@ -155,7 +166,7 @@ impl Readiness {
         }
         for (path, candidate) in std::mem::take(&mut self.candidates) {
             if let Some(sig) = file_signature(&path) {
-                accept(shared, path, sig, candidate.closed, ready);
+                self.accept(shared, path, sig, candidate.closed, ready);
             }
         }
     }
@@ -196,7 +207,7 @@ impl Readiness {
         }
         let closed = candidate.closed;
         self.candidates.remove(&path);
-        accept(shared, path, sig, closed, ready);
+        self.accept(shared, path, sig, closed, ready);
     }
 
     /// Tracks `path` as a candidate checked again after `window`; a candidate proven
@@ -237,7 +248,35 @@ impl Readiness {
     /// `path` is gone: drop it and everything under it.
     fn forget(&mut self, shared: &Shared, path: &Path) {
         self.candidates.retain(|p, _| !p.starts_with(path));
+        self.unclosed.retain(|p| !p.starts_with(path));
         shared.lock().forget_known(path);
+    }
+
+    /// Pushes `path` to `ready` when it is a non-empty, non-ignored file that differs
+    /// from the version last seen complete (or that a close-write proved changed).
+    fn accept(
+        &mut self,
+        shared: &Shared,
+        path: PathBuf,
+        sig: Signature,
+        closed: bool,
+        ready: &mut Vec<PathBuf>,
+    ) {
+        if sig.len == 0 {
+            return;
+        }
+        let mut state = shared.lock();
+        if state.roots.is_ignored(&path, false) || (!closed && state.known.get(&path) == Some(&sig))
+        {
+            return;
+        }
+        state.known.insert(path.clone(), sig);
+        if closed {
+            self.unclosed.remove(&path);
+        } else {
+            self.unclosed.insert(path.clone());
+        }
+        ready.push(path);
     }
 }
 
@@ -245,18 +284,4 @@ impl Readiness {
 fn rules_or_ignored(shared: &Shared, path: &Path) -> bool {
     let mut state = shared.lock();
     state.roots.reload_if_rules_file(path) || state.roots.is_ignored(path, false)
-}
-
-/// Pushes `path` to `ready` when it is a non-empty, non-ignored file that differs from
-/// the version last seen complete (or that a close-write proved changed).
-fn accept(shared: &Shared, path: PathBuf, sig: Signature, closed: bool, ready: &mut Vec<PathBuf>) {
-    if sig.len == 0 {
-        return;
-    }
-    let mut state = shared.lock();
-    if state.roots.is_ignored(&path, false) || (!closed && state.known.get(&path) == Some(&sig)) {
-        return;
-    }
-    state.known.insert(path.clone(), sig);
-    ready.push(path);
 }
