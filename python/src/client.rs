@@ -4,6 +4,7 @@ use pyo3::exceptions::{PyConnectionError, PyValueError};
 use pyo3::prelude::*;
 use runtimeuse_client::{RuntimeUseClient, Session};
 
+use crate::bridge::{LoopBridge, runtime};
 use crate::options::{command_options, python_artifact_callback, query_options};
 use crate::stream::NativeEventStream;
 
@@ -26,7 +27,7 @@ impl NativeClient {
     /// The events of one agent invocation (`message_json`: an `invocation_message`).
     fn query(&self, message_json: &str) -> PyResult<NativeEventStream> {
         let (prompt, options) = query_options(message_json, None)?;
-        let _runtime = crate::runtime().enter();
+        let _runtime = runtime()?.enter();
         Ok(NativeEventStream::new(
             self.client.query_stream(prompt, options),
         ))
@@ -35,7 +36,7 @@ impl NativeClient {
     /// The events of one command execution (`message_json`: a `command_execution_message`).
     fn execute_commands(&self, message_json: &str) -> PyResult<NativeEventStream> {
         let (commands, options) = command_options(message_json, None)?;
-        let _runtime = crate::runtime().enter();
+        let _runtime = runtime()?.enter();
         Ok(NativeEventStream::new(
             self.client.execute_commands_stream(commands, options),
         ))
@@ -46,10 +47,11 @@ impl NativeClient {
         self.client.abort();
     }
 
-    /// Awaitable: a persistent session (one connection for many calls).
-    fn connect<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+    /// Awaitable (on the loop of `bridge`): a persistent session (one connection for many
+    /// calls).
+    fn connect<'py>(&self, py: Python<'py>, bridge: &LoopBridge) -> PyResult<Bound<'py, PyAny>> {
         let client = self.client.clone();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        bridge.spawn(py, async move {
             let session = client
                 .session()
                 .await
@@ -67,38 +69,35 @@ pub(crate) struct NativeSession {
 
 #[pymethods]
 impl NativeSession {
-    /// Like `Client.query`; `on_late_artifact(filename, filepath)` (a coroutine function)
-    /// answers the upload requests that arrive while the session closes.
-    #[pyo3(signature = (message_json, on_late_artifact = None))]
+    /// Like `Client.query`; `on_late_artifact(filename, filepath)` (a coroutine function,
+    /// run on the loop of `bridge`) answers the upload requests that arrive while the
+    /// session closes.
+    #[pyo3(signature = (message_json, bridge, on_late_artifact = None))]
     fn query(
         &self,
-        py: Python<'_>,
         message_json: &str,
+        bridge: &LoopBridge,
         on_late_artifact: Option<Py<PyAny>>,
     ) -> PyResult<NativeEventStream> {
-        let late = on_late_artifact
-            .map(|handler| python_artifact_callback(py, handler))
-            .transpose()?;
+        let late = on_late_artifact.map(|handler| python_artifact_callback(bridge, handler));
         let (prompt, options) = query_options(message_json, late)?;
-        let _runtime = crate::runtime().enter();
+        let _runtime = runtime()?.enter();
         Ok(NativeEventStream::new(
             self.session.query_stream(prompt, options),
         ))
     }
 
     /// Like `Client.execute_commands`; see `query` for `on_late_artifact`.
-    #[pyo3(signature = (message_json, on_late_artifact = None))]
+    #[pyo3(signature = (message_json, bridge, on_late_artifact = None))]
     fn execute_commands(
         &self,
-        py: Python<'_>,
         message_json: &str,
+        bridge: &LoopBridge,
         on_late_artifact: Option<Py<PyAny>>,
     ) -> PyResult<NativeEventStream> {
-        let late = on_late_artifact
-            .map(|handler| python_artifact_callback(py, handler))
-            .transpose()?;
+        let late = on_late_artifact.map(|handler| python_artifact_callback(bridge, handler));
         let (commands, options) = command_options(message_json, late)?;
-        let _runtime = crate::runtime().enter();
+        let _runtime = runtime()?.enter();
         Ok(NativeEventStream::new(
             self.session.execute_commands_stream(commands, options),
         ))
@@ -112,11 +111,16 @@ impl NativeSession {
     /// Awaitable: ends the session (`end_session_message`), answering late upload requests
     /// until the runtime confirms or `timeout` seconds pass. Resolves to `None`, or to a
     /// description of what went wrong (the session is closed either way).
-    fn close<'py>(&self, py: Python<'py>, timeout: f64) -> PyResult<Bound<'py, PyAny>> {
+    fn close<'py>(
+        &self,
+        py: Python<'py>,
+        bridge: &LoopBridge,
+        timeout: f64,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let timeout = std::time::Duration::try_from_secs_f64(timeout)
             .map_err(|e| PyValueError::new_err(format!("timeout = {timeout}: {e}")))?;
         let session = self.session.clone();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        bridge.spawn(py, async move {
             Ok(session
                 .close_with_timeout(timeout)
                 .await

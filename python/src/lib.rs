@@ -5,8 +5,10 @@
 //! exposed to Python as an [`EventStream`](stream::NativeEventStream) of `(kind, payload)`
 //! items that the Python layer awaits; it runs the user's callbacks on the caller's event
 //! loop and raises the package's exceptions. Nothing here blocks the event loop: every
-//! wait happens on the Tokio runtime and resolves an `asyncio` future.
+//! wait happens on the Tokio runtime and resolves an `asyncio` future through the loop's
+//! [`bridge`], whose design keeps every Tokio thread away from the interpreter.
 
+mod bridge;
 mod client;
 mod convert;
 mod options;
@@ -14,17 +16,14 @@ mod stream;
 
 use pyo3::prelude::*;
 
-/// The Tokio runtime shared by every client of this process.
-fn runtime() -> &'static tokio::runtime::Runtime {
-    pyo3_async_runtimes::tokio::get_runtime()
-}
-
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<client::NativeClient>()?;
     m.add_class::<client::NativeSession>()?;
     m.add_class::<stream::NativeEventStream>()?;
     m.add_class::<stream::ArtifactRequest>()?;
+    m.add_class::<bridge::LoopBridge>()?;
+    m.add_class::<options::LateAnswer>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -5,7 +5,7 @@
 //! around waiting for the next events only (time in its callbacks does not count, as in
 //! the published client), the overall one around the whole call.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use futures_util::FutureExt;
 use pyo3::exceptions::PyValueError;
@@ -15,6 +15,9 @@ use runtimeuse_client::{
     OnArtifactUploadRequest, QueryOptions,
 };
 use runtimeuse_protocol::ClientMessage;
+use tokio::sync::oneshot;
+
+use crate::bridge::LoopBridge;
 
 /// `prompt` and options of a `query`, from an `invocation_message` in JSON.
 pub(crate) fn query_options(
@@ -70,28 +73,38 @@ fn parse(message_json: &str) -> PyResult<ClientMessage> {
         .map_err(|e| PyValueError::new_err(format!("invalid request message: {e}")))
 }
 
-/// An upload callback that awaits `handler(filename, filepath)` on the caller's event
-/// loop; the coroutine returns `(presigned_url, content_type)`, or `None` to leave the file.
-///
-/// Must be created while that loop runs (it is captured here).
+/// An upload callback that runs `handler(filename, filepath)` on the loop of `bridge`;
+/// the coroutine it returns resolves to `(presigned_url, content_type)`, or `None` to leave
+/// the file. The Tokio side only queues the request and awaits the answer: it never
+/// touches the interpreter (see [`crate::bridge`]).
 pub(crate) fn python_artifact_callback(
-    py: Python<'_>,
+    bridge: &LoopBridge,
     handler: Py<PyAny>,
-) -> PyResult<OnArtifactUploadRequest> {
-    let locals = pyo3_async_runtimes::tokio::get_current_locals(py)?;
+) -> OnArtifactUploadRequest {
+    let queue = bridge.queue();
     let handler = Arc::new(handler);
-    Ok(Arc::new(move |request: ArtifactUploadRequest| {
+    Arc::new(move |request: ArtifactUploadRequest| {
+        let (answer_tx, answer_rx) = oneshot::channel();
         let handler = Arc::clone(&handler);
-        let locals = locals.clone();
+        queue.run_on_loop(Box::new(move |py| {
+            let coroutine = handler
+                .bind(py)
+                .call1((request.filename, request.filepath))?;
+            let task = py
+                .import(pyo3::intern!(py, "asyncio"))?
+                .call_method1(pyo3::intern!(py, "ensure_future"), (coroutine,))?;
+            task.call_method1(
+                pyo3::intern!(py, "add_done_callback"),
+                (LateAnswer {
+                    answer: Mutex::new(Some(answer_tx)),
+                },),
+            )?;
+            Ok(())
+        }));
         async move {
-            let answer = Python::attach(|py| {
-                let coroutine = handler
-                    .bind(py)
-                    .call1((request.filename, request.filepath))?;
-                pyo3_async_runtimes::into_future_with_locals(&locals, coroutine)
-            })?
-            .await?;
-            let target: Option<(String, String)> = Python::attach(|py| answer.bind(py).extract())?;
+            let target = answer_rx
+                .await
+                .map_err(|_| "the upload callback could not be run")?;
             let (presigned_url, content_type) =
                 target.ok_or("the upload callback gave no presigned URL")?;
             let result: CallbackResult<ArtifactUploadResult> =
@@ -99,5 +112,37 @@ pub(crate) fn python_artifact_callback(
             result
         }
         .boxed()
-    }))
+    })
+}
+
+type Answer = Option<(String, String)>;
+
+/// The done-callback of a late upload callback's task: hands its answer to the Rust side.
+#[pyclass(module = "runtimeuse_client._native", name = "LateAnswer", frozen)]
+pub(crate) struct LateAnswer {
+    answer: Mutex<Option<oneshot::Sender<Answer>>>,
+}
+
+#[pymethods]
+impl LateAnswer {
+    fn __call__(&self, task: &Bound<'_, PyAny>) -> PyResult<()> {
+        let Some(sender) = self
+            .answer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        else {
+            return Ok(());
+        };
+        // A cancelled or failed callback leaves the file (the Python layer logs failures).
+        let answer = if task.call_method0("cancelled")?.is_truthy()?
+            || !task.call_method0("exception")?.is_none()
+        {
+            None
+        } else {
+            task.call_method0("result")?.extract::<Answer>().ok().flatten()
+        };
+        let _ = sender.send(answer);
+        Ok(())
+    }
 }

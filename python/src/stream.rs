@@ -9,6 +9,7 @@ use pyo3::prelude::*;
 use runtimeuse_client::{ArtifactUploadRequestEvent, ArtifactUploadResult, EventStream};
 use tokio_util::sync::CancellationToken;
 
+use crate::bridge::LoopBridge;
 use crate::convert::{Batch, IntoItem, Item};
 
 /// Most items handed over per `next_batch` call: enough to make a crossing into Python
@@ -42,11 +43,12 @@ impl NativeEventStream {
 
 #[pymethods]
 impl NativeEventStream {
-    /// Awaitable: the next events as a list of `(kind, payload)` tuples; waits for at least
-    /// one, returns an empty list once the stream has ended or was closed.
-    fn next_batch<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+    /// Awaitable (on the loop of `bridge`): the next events as a list of `(kind, payload)`
+    /// tuples; waits for at least one, returns an empty list once the stream has ended or
+    /// was closed.
+    fn next_batch<'py>(&self, py: Python<'py>, bridge: &LoopBridge) -> PyResult<Bound<'py, PyAny>> {
         let inner = Arc::clone(&self.inner);
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        bridge.spawn(py, async move {
             let mut guard = inner.stream.lock().await;
             let Some(stream) = guard.as_mut() else {
                 return Ok(Batch::default());
@@ -72,10 +74,10 @@ impl NativeEventStream {
     }
 
     /// Awaitable: ends the call now (if it has not ended) and releases the stream.
-    fn aclose<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+    fn aclose<'py>(&self, py: Python<'py>, bridge: &LoopBridge) -> PyResult<Bound<'py, PyAny>> {
         self.inner.closed.cancel();
         let inner = Arc::clone(&self.inner);
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        bridge.spawn(py, async move {
             inner.stream.lock().await.take();
             Ok(())
         })

@@ -15,6 +15,7 @@ import logging
 from typing import Any
 
 from . import _native
+from ._loop import current_bridge
 from ._timeouts import timeout as _timeout
 from .exceptions import AgentRuntimeError, CancelledException
 from .types import (
@@ -104,6 +105,7 @@ class Call:
         terminal: str,
     ) -> None:
         self.stream = stream
+        self.bridge = current_bridge()
         self.options = options
         self.abort_event = abort_event
         self.cancelled_message = cancelled_message
@@ -128,16 +130,16 @@ class Call:
             # Ends the call on the runtime too when it stopped early (timeout, callback
             # failure, task cancelled): a one-shot connection is closed, a session call
             # is cancelled.
-            await self.stream.aclose()
+            await self.stream.aclose(self.bridge)
 
     async def _next_batch(self) -> list[_native.EventItem]:
         """The next events, within ``idle_timeout`` of asking for them."""
         idle = self.options.idle_timeout
         if idle is None:
-            return await self.stream.next_batch()
+            return await self.stream.next_batch(self.bridge)
         try:
             async with _timeout(idle):
-                return await self.stream.next_batch()
+                return await self.stream.next_batch(self.bridge)
         except TimeoutError as exc:
             self.logger.error(
                 "No message received from agent runtime for %ss "

@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from typing import AsyncIterator
 
 from . import _native
+from ._loop import current_bridge
 from ._request import (
     COMMANDS_CANCELLED,
     QUERY_CANCELLED,
@@ -64,7 +65,9 @@ class RuntimeUseSession:
         async with self._lock:
             self._abort_event = asyncio.Event()
             stream = self._native.query(
-                invocation_json(prompt, options), self._late_artifact_handler(options)
+                invocation_json(prompt, options),
+                current_bridge(),
+                self._late_artifact_handler(options),
             )
             payload = await Call(
                 stream, options, self._abort_event, QUERY_CANCELLED, "result_message"
@@ -78,7 +81,9 @@ class RuntimeUseSession:
         async with self._lock:
             self._abort_event = asyncio.Event()
             stream = self._native.execute_commands(
-                command_execution_json(commands, options), self._late_artifact_handler(options)
+                command_execution_json(commands, options),
+                current_bridge(),
+                self._late_artifact_handler(options),
             )
             payload = await Call(
                 stream,
@@ -114,7 +119,7 @@ class RuntimeUseSession:
         return answer
 
     async def _end_session(self) -> None:
-        problem = await self._native.close(self._end_session_timeout_s)
+        problem = await self._native.close(current_bridge(), self._end_session_timeout_s)
         if problem is not None:
             default_logger.warning("runtimeuse session did not end cleanly: %s", problem)
 
@@ -151,7 +156,7 @@ class RuntimeUseClient:
 
         Raises ``ConnectionError`` when the runtime cannot be reached.
         """
-        session = RuntimeUseSession(await self._native.connect())
+        session = RuntimeUseSession(await self._native.connect(current_bridge()))
         try:
             yield session
         finally:
