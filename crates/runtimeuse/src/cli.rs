@@ -96,6 +96,17 @@ pub struct ServeArgs {
     /// Agent that runs invocations.
     #[arg(long, env = "RUNTIMEUSE_AGENT", value_enum, default_value = "openai")]
     pub agent: AgentKind,
+    /// Serve invocations with this program instead of a built-in agent: started once per
+    /// invocation, it speaks the JSON-lines handler protocol (docs/handler-protocol.md) on
+    /// stdin/stdout. A `.js`/`.mjs`/`.cjs`/`.ts` module exporting an upstream AgentHandler
+    /// runs through the built-in Node adapter (needs `node`). Its arguments follow it, up
+    /// to the next option: `--handler python3 my_handler.py`.
+    #[arg(long, value_name = "PROGRAM [ARGS]", num_args = 1..)]
+    pub handler: Vec<String>,
+    /// Seconds a handler may go without printing a protocol line (while none of its
+    /// commands runs) before it is stopped and the request fails.
+    #[arg(long, env = "RUNTIMEUSE_HANDLER_IDLE_TIMEOUT", default_value_t = 600.0)]
+    pub handler_idle_timeout: f64,
     /// Address to listen on.
     #[arg(long, env = "RUNTIMEUSE_HOST", default_value = "0.0.0.0")]
     pub host: IpAddr,

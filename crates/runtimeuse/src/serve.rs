@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use runtimeuse_agents::{EchoAgent, OpenAiAgent, OpenAiConfig, UnavailableAgent};
+use runtimeuse_agents::{HandlerAgent, HandlerConfig, HandlerProgram};
 use runtimeuse_server::agent::Agent;
 use runtimeuse_server::server::{Server, ServerConfig};
 use runtimeuse_server::session::SessionConfig;
@@ -41,11 +42,33 @@ fn agent(args: &ServeArgs) -> Arc<dyn Agent> {
     }
 }
 
+/// The `--handler` agent, when one is given; checked here so that a missing program,
+/// module or `node` stops the runtime at start-up with a clear message.
+fn handler_agent(args: &ServeArgs) -> anyhow::Result<Option<Arc<dyn Agent>>> {
+    let Some((program, program_args)) = args.handler.split_first() else {
+        return Ok(None);
+    };
+    let path = std::env::var("PATH").ok();
+    let resolved = HandlerProgram::resolve(program, program_args, "node", path.as_deref())
+        .context("--handler")?;
+    let mut config = HandlerConfig::new(resolved);
+    config.idle_timeout = seconds("handler-idle-timeout", args.handler_idle_timeout)?;
+    if config.idle_timeout.is_zero() {
+        bail!("--handler-idle-timeout must be greater than zero");
+    }
+    config.stop_grace = seconds("kill-grace", args.kill_grace)?;
+    Ok(Some(Arc::new(HandlerAgent::new(config))))
+}
+
 fn session_config(args: &ServeArgs) -> anyhow::Result<SessionConfig> {
     if args.max_turns == 0 {
         bail!("--max-turns must be at least 1");
     }
-    let mut config = SessionConfig::new(agent(args));
+    let chosen = match handler_agent(args)? {
+        Some(handler) => handler,
+        None => agent(args),
+    };
+    let mut config = SessionConfig::new(chosen);
     let heartbeat = seconds("heartbeat-interval", args.heartbeat_interval)?;
     if heartbeat.is_zero() {
         bail!("--heartbeat-interval must be greater than zero");
