@@ -7,9 +7,15 @@ use std::time::Duration;
 use runtimeuse_protocol::ResultData;
 use runtimeuse_server::agent::{Agent, AgentContext, AgentError, AgentOutput, AgentRequest};
 use serde_json::{Map, Value};
+use tokio::io::AsyncReadExt as _;
+use tokio_util::sync::CancellationToken;
 
 /// How long `WRITE_FILE:` waits for its file to be uploaded as an artifact.
 const ARTIFACT_WAIT: Duration = Duration::from_secs(10);
+
+/// Most bytes `READ_FILE:` returns. The result travels in one frame, and common clients
+/// refuse frames above 1 MiB; a larger file is refused with an error instead.
+pub const READ_FILE_LIMIT: u64 = 512 * 1024;
 
 /// The deterministic echo agent.
 #[derive(Debug, Clone, Default)]
@@ -73,6 +79,47 @@ fn resolve(path: &str) -> PathBuf {
         std::env::current_dir()
             .unwrap_or_else(|_| PathBuf::from("/"))
             .join(path)
+    }
+}
+
+/// The contents of the regular file at `path`, at most [`READ_FILE_LIMIT`] bytes of UTF-8;
+/// stops when `cancel` fires. Devices, pipes and directories are refused: reading
+/// `/dev/zero` or a FIFO would never end.
+async fn read_file(path: &Path, cancel: &CancellationToken) -> Result<String, AgentError> {
+    let shown = path.display();
+    let failed = |e: std::io::Error| bad_prompt(format!("could not read {shown}: {e}"));
+    let read = async {
+        let meta = tokio::fs::metadata(path).await.map_err(failed)?;
+        if !meta.is_file() {
+            return Err(bad_prompt(format!(
+                "could not read {shown}: not a regular file"
+            )));
+        }
+        let too_large = || {
+            bad_prompt(format!(
+                "could not read {shown}: larger than the READ_FILE limit of {READ_FILE_LIMIT} bytes"
+            ))
+        };
+        if meta.len() > READ_FILE_LIMIT {
+            return Err(too_large());
+        }
+        let file = tokio::fs::File::open(path).await.map_err(failed)?;
+        let mut bytes = Vec::new();
+        // Files under /proc report size 0 and may grow while read: the limit holds anyway.
+        file.take(READ_FILE_LIMIT + 1)
+            .read_to_end(&mut bytes)
+            .await
+            .map_err(failed)?;
+        if bytes.len() as u64 > READ_FILE_LIMIT {
+            return Err(too_large());
+        }
+        String::from_utf8(bytes)
+            .map_err(|_| bad_prompt(format!("could not read {shown}: not valid UTF-8")))
+    };
+    tokio::select! {
+        biased;
+        () = cancel.cancelled() => Err(AgentError::new("cancelled")),
+        read = read => read,
     }
 }
 
@@ -149,13 +196,9 @@ impl Agent for EchoAgent {
                 ctx.wait_for_artifact_upload(&path, ARTIFACT_WAIT).await;
                 text(format!("wrote {}", path.display()))
             }
-            Instruction::ReadFile(path) => {
-                let path = resolve(path);
-                tokio::fs::read_to_string(&path)
-                    .await
-                    .map_err(|e| bad_prompt(format!("could not read {}: {e}", path.display())))
-                    .and_then(text)
-            }
+            Instruction::ReadFile(path) => read_file(&resolve(path), ctx.cancel_token())
+                .await
+                .and_then(text),
         }
     }
 }
