@@ -1,13 +1,15 @@
 //! The session's outbox: the one path every outgoing message takes.
 //!
-//! Messages are redacted with every secret the session has seen, serialised, and queued on
+//! Messages are redacted with every secret the session has seen (their values only, never
+//! the protocol's keys and tags), serialised, and queued on
 //! a bounded channel that the socket writer drains. The bound gives back-pressure: a
 //! command that prints faster than the client reads is slowed down (its pipe fills up)
 //! instead of growing memory.
 
 use std::sync::{Arc, RwLock};
 
-use runtimeuse_protocol::ServerMessage;
+use runtimeuse_protocol::{ResultData, ServerMessage};
+use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
 use crate::redact::Redactor;
@@ -85,7 +87,19 @@ impl Outbox {
 
     /// Redacts, serialises and queues `message`, waiting while the queue is full.
     pub async fn send(&self, message: ServerMessage) -> Result<(), OutboxClosed> {
-        let frame = self.encode(&message);
+        let frame = encode_with(&self.redactor(), message);
+        self.tx.send(frame).await.map_err(|_| OutboxClosed)
+    }
+
+    /// Like [`send`](Self::send), also redacting `extra` secrets from this one message
+    /// without adding them to the session: for the answer to a frame that was rejected,
+    /// whose secrets must not outlive it.
+    pub async fn send_redacting(
+        &self,
+        message: ServerMessage,
+        extra: &Redactor,
+    ) -> Result<(), OutboxClosed> {
+        let frame = encode_with(&self.redactor().union(extra), message);
         self.tx.send(frame).await.map_err(|_| OutboxClosed)
     }
 
@@ -101,17 +115,71 @@ impl Outbox {
 
     /// The frame `message` becomes: redacted JSON text.
     pub fn encode(&self, message: &ServerMessage) -> String {
-        let redactor = self.redactor();
-        if redactor.is_empty() {
-            return serde_json::to_string(message).unwrap_or_else(|e| encode_failure(&e));
-        }
-        match serde_json::to_value(message) {
-            Ok(mut value) => {
-                redactor.redact_json(&mut value);
-                value.to_string()
+        encode_with(&self.redactor(), message.clone())
+    }
+}
+
+/// Redacts the values of `message` (never its keys or `message_type` tag: a secret named
+/// like a protocol key must not break the protocol), then serialises it.
+fn encode_with(redactor: &Redactor, mut message: ServerMessage) -> String {
+    if !redactor.is_empty() {
+        redact_message(redactor, &mut message);
+    }
+    serde_json::to_string(&message).unwrap_or_else(|e| encode_failure(&e))
+}
+
+/// Redacts every text a message carries. The match is exhaustive so that a new message
+/// kind cannot be added without deciding what of it is redacted.
+fn redact_message(r: &Redactor, message: &mut ServerMessage) {
+    match message {
+        ServerMessage::ResultMessage(m) => {
+            match &mut m.data {
+                ResultData::Text { text } => r.redact_in_place(text),
+                ResultData::StructuredOutput { structured_output } => {
+                    r.redact_json(structured_output);
+                }
             }
-            Err(e) => encode_failure(&e),
+            redact_metadata(r, &mut m.metadata);
         }
+        ServerMessage::CommandExecutionResultMessage(m) => {
+            for item in &mut m.results {
+                r.redact_in_place(&mut item.command);
+                if let Some(stdout) = item.stdout.as_mut() {
+                    r.redact_in_place(stdout);
+                }
+            }
+        }
+        ServerMessage::ErrorMessage(m) => {
+            r.redact_in_place(&mut m.error);
+            redact_metadata(r, &mut m.metadata);
+        }
+        ServerMessage::AssistantMessage(m) => {
+            m.text_blocks.iter_mut().for_each(|t| r.redact_in_place(t));
+        }
+        ServerMessage::CommandOutputMessage(m) => {
+            r.redact_in_place(&mut m.text);
+            r.redact_in_place(&mut m.command);
+        }
+        ServerMessage::ArtifactUploadRequestMessage(m) => {
+            r.redact_in_place(&mut m.filename);
+            r.redact_in_place(&mut m.filepath);
+        }
+        // `phase` is the runtime's own tag, never user text.
+        ServerMessage::HeartbeatMessage(_) | ServerMessage::EndSessionConfirmMessage => {}
+    }
+}
+
+/// Metadata is free-form (usage, causes, what the agent reports), except `error_name`,
+/// the runtime's tag that clients dispatch on.
+fn redact_metadata(r: &Redactor, metadata: &mut Map<String, Value>) {
+    let error_name = metadata.remove("error_name");
+    let mut value = Value::Object(std::mem::take(metadata));
+    r.redact_json(&mut value);
+    if let Value::Object(map) = value {
+        *metadata = map;
+    }
+    if let Some(name) = error_name {
+        metadata.insert("error_name".into(), name);
     }
 }
 
@@ -144,6 +212,92 @@ mod tests {
         let frame = rx.recv().await.unwrap();
         assert!(frame.contains("[REDACTED] and [REDACTED]"), "{frame}");
         assert!(!frame.contains("alpha"));
+    }
+
+    #[tokio::test]
+    async fn secrets_named_like_protocol_keys_and_tags_leave_the_protocol_intact() {
+        let (outbox, mut rx) = Outbox::channel(8);
+        let secrets = [
+            "message",
+            "end_session_confirm",
+            "message_type",
+            "text",
+            "results",
+            "error_name",
+            "InvalidMessage",
+            "request_in_flight",
+            "stdout",
+        ];
+        outbox.add_secrets(&Redactor::new(secrets));
+        let mut metadata = Map::new();
+        metadata.insert("error_name".into(), Value::String("InvalidMessage".into()));
+        metadata.insert("detail".into(), Value::String("bad message".into()));
+        let messages = [
+            ServerMessage::EndSessionConfirmMessage,
+            ServerMessage::ErrorMessage(runtimeuse_protocol::ErrorMessage {
+                error: "Invalid message: text".into(),
+                metadata,
+            }),
+            ServerMessage::HeartbeatMessage(runtimeuse_protocol::Heartbeat {
+                phase: "request_in_flight".into(),
+                elapsed_ms: 1,
+            }),
+            ServerMessage::ResultMessage(runtimeuse_protocol::ResultMessage {
+                data: ResultData::Text {
+                    text: "a message".into(),
+                },
+                metadata: Map::new(),
+            }),
+        ];
+        for message in messages.iter().cloned() {
+            outbox.send(message).await.unwrap();
+        }
+        let frames: Vec<Value> = (0..messages.len())
+            .map(|_| serde_json::from_str(&rx.try_recv().unwrap()).unwrap())
+            .collect();
+        assert_eq!(
+            frames[0],
+            serde_json::json!({"message_type": "end_session_confirm_message"})
+        );
+        assert_eq!(
+            frames[1],
+            serde_json::json!({"message_type": "error_message",
+                "error": "Invalid [REDACTED]: [REDACTED]",
+                "metadata": {"error_name": "InvalidMessage", "detail": "bad [REDACTED]"}})
+        );
+        assert_eq!(frames[2]["phase"], "request_in_flight");
+        assert_eq!(
+            frames[3],
+            serde_json::json!({"message_type": "result_message",
+                "data": {"type": "text", "text": "a [REDACTED]"}, "metadata": {}})
+        );
+        for frame in &frames {
+            let parsed: ServerMessage = serde_json::from_value(frame.clone()).unwrap();
+            assert!(
+                messages
+                    .iter()
+                    .any(|m| m.message_type() == parsed.message_type())
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn extra_secrets_redact_one_message_and_are_not_kept() {
+        let (outbox, mut rx) = Outbox::channel(4);
+        let extra = Redactor::new(["frame-secret"]);
+        let say = |t: &str| {
+            ServerMessage::AssistantMessage(AssistantMessage {
+                text_blocks: vec![t.into()],
+            })
+        };
+        outbox
+            .send_redacting(say("got frame-secret"), &extra)
+            .await
+            .unwrap();
+        outbox.send(say("frame-secret again")).await.unwrap();
+        assert!(rx.recv().await.unwrap().contains("got [REDACTED]"));
+        assert!(rx.recv().await.unwrap().contains("frame-secret again"));
+        assert!(outbox.redactor().is_empty());
     }
 
     #[tokio::test]

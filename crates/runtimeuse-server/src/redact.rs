@@ -1,21 +1,34 @@
 //! Secret redaction: whole strings, JSON values, and streams cut into chunks.
+//!
+//! A secret is matched ASCII case-insensitively (URL hosts and schemes come back
+//! lower-cased) and in the other forms it takes through URLs and error texts (see
+//! [`forms`]). Matching is one Aho-Corasick pass, linear in the text whatever the number
+//! of secrets.
 
-use std::sync::Arc;
+mod forms;
+mod stream;
+
+use std::collections::HashSet;
+use std::sync::{Arc, OnceLock};
 
 use aho_corasick::{AhoCorasick, MatchKind};
 use serde_json::Value;
 
+pub use stream::StreamRedactor;
+
 /// What every secret is replaced with.
 pub const REDACTED: &str = "[REDACTED]";
 
-/// Replaces every occurrence of a set of secrets with [`REDACTED`].
+/// Replaces every occurrence of a set of secrets, in any of their forms, with [`REDACTED`].
 ///
 /// Cheap to clone (the matcher is shared). An empty set redacts nothing.
 ///
 /// ```
 /// use runtimeuse_server::redact::Redactor;
-/// let r = Redactor::new(["hunter2"]);
+/// let r = Redactor::new(["hunter2", "Secret.Host"]);
 /// assert_eq!(r.redact("pw=hunter2"), "pw=[REDACTED]");
+/// assert_eq!(r.redact("no route to secret.host"), "no route to [REDACTED]");
+/// assert_eq!(r.redact("/a/hunter2%20x"), "/a/[REDACTED]%20x");
 /// ```
 #[derive(Clone, Default)]
 pub struct Redactor {
@@ -24,29 +37,28 @@ pub struct Redactor {
 
 struct Inner {
     /// `None` only if the automaton could not be built (absurdly many or long secrets);
-    /// then secrets are replaced one by one, which is slower but never skips one.
+    /// then patterns are replaced one by one, which is slower but never skips one.
     matcher: Option<AhoCorasick>,
+    /// The secrets as given, in insertion order.
     secrets: Vec<String>,
+    /// Every form of every secret: what is matched.
+    patterns: Vec<String>,
+    /// Length of the longest pattern.
+    max_len: usize,
+    /// Hashes of the patterns' proper prefixes, built the first time a stream needs them.
+    prefixes: OnceLock<HashSet<u64>>,
 }
 
 impl Inner {
+    fn prefixes(&self) -> &HashSet<u64> {
+        self.prefixes
+            .get_or_init(|| stream::prefix_hashes(&self.patterns))
+    }
+
     fn is_match(&self, text: &str) -> bool {
         match &self.matcher {
             Some(m) => m.is_match(text),
-            None => self.secrets.iter().any(|s| text.contains(s.as_str())),
-        }
-    }
-
-    fn replace_all(&self, text: &str) -> String {
-        match &self.matcher {
-            Some(m) => m.replace_all(text, &vec![REDACTED; self.secrets.len()]),
-            None => {
-                let mut sorted: Vec<&String> = self.secrets.iter().collect();
-                sorted.sort_by_key(|s| std::cmp::Reverse(s.len()));
-                sorted
-                    .into_iter()
-                    .fold(text.to_owned(), |acc, s| acc.replace(s.as_str(), REDACTED))
-            }
+            None => self.patterns.iter().any(|s| text.contains(s.as_str())),
         }
     }
 
@@ -59,7 +71,7 @@ impl Inner {
                 let mut i = 0;
                 while i < text.len() {
                     let longest = self
-                        .secrets
+                        .patterns
                         .iter()
                         .filter(|s| text[i..].starts_with(s.as_str()))
                         .map(String::len)
@@ -94,7 +106,7 @@ impl Redactor {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        let mut seen = std::collections::HashSet::new();
+        let mut seen = HashSet::new();
         let mut list: Vec<String> = Vec::new();
         for secret in secrets {
             let secret = secret.as_ref();
@@ -105,14 +117,24 @@ impl Redactor {
         if list.is_empty() {
             return Self::default();
         }
+        let mut known = HashSet::new();
+        let patterns: Vec<String> = list
+            .iter()
+            .flat_map(|s| forms::forms(s))
+            .filter(|form| known.insert(form.to_ascii_lowercase()))
+            .collect();
         let matcher = AhoCorasick::builder()
             .match_kind(MatchKind::LeftmostLongest)
-            .build(&list)
+            .ascii_case_insensitive(true)
+            .build(&patterns)
             .ok();
         Self {
             inner: Some(Arc::new(Inner {
                 matcher,
+                max_len: patterns.iter().map(String::len).max().unwrap_or(0),
                 secrets: list,
+                patterns,
+                prefixes: OnceLock::new(),
             })),
         }
     }
@@ -120,15 +142,20 @@ impl Redactor {
     /// A redactor for the secrets of both `self` and `other`. Cheap when `other` adds
     /// nothing new (the common case of a session repeating its secrets).
     pub fn union(&self, other: &Redactor) -> Self {
-        let known: std::collections::HashSet<&str> =
-            self.secrets().iter().map(String::as_str).collect();
+        if other.is_empty() {
+            return self.clone();
+        }
+        if self.is_empty() {
+            return other.clone();
+        }
+        let known: HashSet<&str> = self.secrets().iter().map(String::as_str).collect();
         if other.secrets().iter().all(|s| known.contains(s.as_str())) {
             return self.clone();
         }
         Self::new(self.secrets().iter().chain(other.secrets()))
     }
 
-    /// The secrets, in insertion order.
+    /// The secrets as given, in insertion order (not their derived forms).
     pub fn secrets(&self) -> &[String] {
         self.inner.as_ref().map_or(&[], |i| i.secrets.as_slice())
     }
@@ -143,29 +170,51 @@ impl Redactor {
         self.inner.is_none()
     }
 
-    /// Length in bytes of the longest secret.
+    /// Length in bytes of the longest text redacted as one match (a secret or one of its
+    /// forms).
     pub fn max_secret_len(&self) -> usize {
-        self.secrets().iter().map(String::len).max().unwrap_or(0)
+        self.inner.as_ref().map_or(0, |i| i.max_len)
+    }
+
+    /// Whether `text` holds a secret.
+    pub fn is_match(&self, text: &str) -> bool {
+        self.inner.as_ref().is_some_and(|i| i.is_match(text))
     }
 
     /// `text` with every secret replaced.
     pub fn redact(&self, text: &str) -> String {
         match &self.inner {
-            Some(inner) if inner.is_match(text) => inner.replace_all(text),
-            _ => text.to_owned(),
+            Some(inner) => self.replace_spans(text, &inner.match_spans(text)),
+            None => text.to_owned(),
         }
+    }
+
+    /// `text` with the byte ranges `spans` (ordered, disjoint) replaced by [`REDACTED`].
+    fn replace_spans(&self, text: &str, spans: &[(usize, usize)]) -> String {
+        if spans.is_empty() {
+            return text.to_owned();
+        }
+        let mut out = String::with_capacity(text.len() + spans.len() * REDACTED.len());
+        let mut at = 0;
+        for &(start, end) in spans {
+            out.push_str(&text[at..start]);
+            out.push_str(REDACTED);
+            at = end;
+        }
+        out.push_str(&text[at..]);
+        out
     }
 
     /// Redacts `text` in place, allocating only when a secret is present.
     pub fn redact_in_place(&self, text: &mut String) {
-        if let Some(inner) = &self.inner
-            && inner.is_match(text.as_str())
-        {
-            *text = inner.replace_all(text);
+        if self.is_match(text.as_str()) {
+            *text = self.redact(text);
         }
     }
 
-    /// Redacts every string (and object key) inside a JSON value.
+    /// Redacts every string (and object key) inside a JSON value: for free-form content
+    /// such as structured output and metadata, never for a whole protocol message (see
+    /// [`crate::outbox`], which redacts a message's values and keeps its keys and tags).
     pub fn redact_json(&self, value: &mut Value) {
         if self.is_empty() {
             return;
@@ -174,92 +223,23 @@ impl Redactor {
             Value::String(s) => self.redact_in_place(s),
             Value::Array(items) => items.iter_mut().for_each(|v| self.redact_json(v)),
             Value::Object(map) => {
-                let needs_key_change = map.keys().any(|k| self.redact(k) != *k);
-                if needs_key_change {
+                if map.keys().any(|k| self.is_match(k)) {
                     let old = std::mem::take(map);
                     for (k, v) in old {
-                        map.insert(self.redact(&k), v);
+                        let mut key = self.redact(&k);
+                        // Two keys redacted alike must not overwrite each other's values.
+                        let mut n = 1;
+                        while map.contains_key(&key) {
+                            n += 1;
+                            key = format!("{}#{n}", self.redact(&k));
+                        }
+                        map.insert(key, v);
                     }
                 }
                 map.values_mut().for_each(|v| self.redact_json(v));
             }
             _ => {}
         }
-    }
-
-    /// Whether `tail` is a proper prefix of some secret, i.e. more text could complete a
-    /// secret starting here.
-    fn completes_later(&self, tail: &str) -> bool {
-        self.secrets()
-            .iter()
-            .any(|s| s.len() > tail.len() && s.starts_with(tail))
-    }
-}
-
-/// Redacts a stream of text chunks, correct when a secret is split across chunks.
-///
-/// Each [`push`](Self::push) returns the text that is safe to send now; the tail that
-/// could still grow into a secret is held back until the next chunk or [`finish`](Self::finish).
-#[derive(Debug)]
-pub struct StreamRedactor {
-    redactor: Redactor,
-    pending: String,
-}
-
-impl StreamRedactor {
-    /// A stream redactor for these secrets.
-    pub fn new(redactor: Redactor) -> Self {
-        Self {
-            redactor,
-            pending: String::new(),
-        }
-    }
-
-    /// Feeds a chunk; returns the redacted text that can be emitted now (may be empty).
-    pub fn push(&mut self, chunk: &str) -> String {
-        if self.redactor.is_empty() {
-            return chunk.to_owned();
-        }
-        self.pending.push_str(chunk);
-        let buffer = std::mem::take(&mut self.pending);
-        let cut = self.settled_len(&buffer);
-        self.pending = buffer[cut..].to_owned();
-        self.redactor.redact(&buffer[..cut])
-    }
-
-    /// Ends the stream; returns whatever was held back, redacted.
-    pub fn finish(&mut self) -> String {
-        let rest = std::mem::take(&mut self.pending);
-        self.redactor.redact(&rest)
-    }
-
-    /// Length of the prefix of `text` whose redaction no later text can change: it ends at
-    /// the first position, not inside a match already decided, from which the rest of
-    /// `text` is a proper prefix of some secret (a secret may still be completing there,
-    /// possibly a longer one than a match found so far).
-    fn settled_len(&self, text: &str) -> usize {
-        let Some(inner) = self.redactor.inner.as_ref() else {
-            return text.len();
-        };
-        let spans = inner.match_spans(text);
-        // Positions before the window can only start secrets that fit in `text`.
-        let longest = self.redactor.max_secret_len();
-        let window = text.len().saturating_sub(longest.saturating_sub(1));
-        let mut covered = 0;
-        let mut next = 0;
-        for p in window..text.len() {
-            while next < spans.len() && spans[next].0 < p {
-                covered = covered.max(spans[next].1);
-                next += 1;
-            }
-            if p < covered || !text.is_char_boundary(p) {
-                continue;
-            }
-            if self.redactor.completes_later(&text[p..]) {
-                return p;
-            }
-        }
-        text.len()
     }
 }
 
@@ -275,54 +255,27 @@ mod tests {
     }
 
     #[test]
-    fn json_strings_and_keys_are_redacted() {
+    fn json_strings_and_keys_are_redacted_without_losing_values() {
         let r = Redactor::new(["tok"]);
-        let mut v = serde_json::json!({"a": ["my tok", 1], "tok": {"b": "tok"}});
+        let mut v = serde_json::json!({"a": ["my tok", 1], "tok": {"b": "tok"}, "TOK": 2});
         r.redact_json(&mut v);
         assert_eq!(
             v,
-            serde_json::json!({"a": ["my [REDACTED]", 1], "[REDACTED]": {"b": "[REDACTED]"}})
+            serde_json::json!({"a": ["my [REDACTED]", 1], "[REDACTED]": 2, "[REDACTED]#2": {"b": "[REDACTED]"}})
         );
     }
 
     #[test]
-    fn stream_redacts_secret_split_across_chunks() {
-        let mut s = StreamRedactor::new(Redactor::new(["SECRET123"]));
-        let mut out = s.push("hello SEC");
-        assert_eq!(out, "hello ");
-        out.push_str(&s.push("RET123 world"));
-        out.push_str(&s.finish());
-        assert_eq!(out, "hello [REDACTED] world");
-    }
-
-    #[test]
-    fn stream_waits_when_a_longer_secret_may_extend_a_complete_one() {
-        let secrets = ["tok-123", "tok-123-SECRETPART"];
-        let mut s = StreamRedactor::new(Redactor::new(secrets));
-        let mut out = s.push("key=tok-123");
-        out.push_str(&s.push("-SECRETPART end"));
-        out.push_str(&s.finish());
-        assert_eq!(out, "key=[REDACTED] end");
-
-        let text = "a tok-123 b tok-123-SECRETPART c tok-123-SECRET d";
-        let whole = Redactor::new(secrets).redact(text);
-        for a in 0..=text.len() {
-            for b in a..=text.len() {
-                let mut s = StreamRedactor::new(Redactor::new(secrets));
-                let mut out = s.push(&text[..a]);
-                out.push_str(&s.push(&text[a..b]));
-                out.push_str(&s.push(&text[b..]));
-                out.push_str(&s.finish());
-                assert_eq!(out, whole, "split at {a},{b}");
-            }
-        }
-    }
-
-    #[test]
-    fn text_that_cannot_become_a_secret_is_not_held() {
-        let mut s = StreamRedactor::new(Redactor::new(["SECRET"]));
-        assert_eq!(s.push("progress: 42%"), "progress: 42%");
-        assert_eq!(s.push(" SECRET done"), " [REDACTED] done");
+    fn a_secret_is_redacted_in_any_ascii_case_and_in_its_url_forms() {
+        let r = Redactor::new(["Secret-Host.Example", "pass word"]);
+        assert_eq!(
+            r.redact("could not connect to secret-host.example:443"),
+            "could not connect to [REDACTED]:443"
+        );
+        assert_eq!(
+            r.redact("/files/pass%20word and ?q=pass+word"),
+            "/files/[REDACTED] and ?q=[REDACTED]"
+        );
     }
 
     #[test]
@@ -334,41 +287,5 @@ mod tests {
             b.inner.as_ref().unwrap()
         ));
         assert_eq!(a.union(&Redactor::new(["three"])).len(), 3);
-    }
-
-    #[test]
-    fn stream_flushes_held_tail_at_end() {
-        let mut s = StreamRedactor::new(Redactor::new(["SECRET"]));
-        assert_eq!(s.push("abc SEC"), "abc ");
-        assert_eq!(s.finish(), "SEC");
-    }
-
-    #[test]
-    fn stream_split_at_every_position_never_leaks() {
-        let secret = "p@ss-wörd-42";
-        let text = format!("start {secret} middle {secret}{secret} end");
-        for a in 0..=text.len() {
-            for b in a..=text.len() {
-                if !(text.is_char_boundary(a) && text.is_char_boundary(b)) {
-                    continue;
-                }
-                let mut s = StreamRedactor::new(Redactor::new([secret]));
-                let mut out = s.push(&text[..a]);
-                out.push_str(&s.push(&text[a..b]));
-                out.push_str(&s.push(&text[b..]));
-                out.push_str(&s.finish());
-                assert_eq!(
-                    out, "start [REDACTED] middle [REDACTED][REDACTED] end",
-                    "split at {a},{b}"
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn empty_redactor_passes_through() {
-        let mut s = StreamRedactor::new(Redactor::default());
-        assert_eq!(s.push("abc"), "abc");
-        assert_eq!(s.finish(), "");
     }
 }

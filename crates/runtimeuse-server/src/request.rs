@@ -18,7 +18,6 @@ use crate::artifacts::Artifacts;
 use crate::command::{CommandError, CommandOptions, run_command};
 use crate::download::{DownloadError, download_with};
 use crate::outbox::Outbox;
-use crate::redact::Redactor;
 use crate::result_size::fit_results;
 use crate::schema::{parse_output_schema, validate};
 use crate::session::SessionConfig;
@@ -190,7 +189,8 @@ async fn invocation_steps(ctx: &RequestContext, inv: Invocation) -> Result<Serve
         model: inv.model.clone(),
         output_schema: schema.clone(),
         env,
-        secrets: Redactor::new(&inv.secrets_to_redact),
+        // Every secret of the session (this request's included), already compiled.
+        secrets: ctx.outbox.redactor(),
         source_id: inv.source_id.clone(),
     };
     let agent_ctx = AgentContext::new(

@@ -16,12 +16,12 @@ use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, debug, info, info_span, warn};
+use tracing::{Instrument, debug, error_span, info, info_span, warn};
 
 use crate::agent::Agent;
 use crate::artifacts::{ArtifactOptions, Artifacts};
 use crate::command::CommandOptions;
-use crate::logging::register_secrets;
+use crate::logging::add_span_secrets;
 use crate::outbox::{DEFAULT_OUTBOX_CAPACITY, Outbox};
 use crate::redact::Redactor;
 use crate::request::{RequestContext, run_command_execution, run_invocation};
@@ -52,6 +52,8 @@ pub struct SessionConfig {
     pub max_result_frame_bytes: usize,
     /// Bounds on what a downloaded `.zip` may expand to.
     pub unzip_limits: UnzipLimits,
+    /// Secrets of the whole runtime (its token), redacted from every session's messages.
+    pub secrets: Redactor,
 }
 
 impl std::fmt::Debug for SessionConfig {
@@ -76,6 +78,7 @@ impl SessionConfig {
             outbox_capacity: DEFAULT_OUTBOX_CAPACITY,
             max_result_frame_bytes: DEFAULT_MAX_RESULT_FRAME_BYTES,
             unzip_limits: UnzipLimits::default(),
+            secrets: Redactor::default(),
         }
     }
 }
@@ -111,7 +114,9 @@ pub struct Session {
     outbox: Outbox,
     artifacts: Artifacts,
     current: Option<Running>,
-    id: u64,
+    /// Holds the session's secrets for log redaction (at `ERROR` level, so that any log
+    /// filter letting the runtime's events through keeps it; see [`crate::logging`]).
+    span: tracing::Span,
 }
 
 enum Flow {
@@ -123,6 +128,8 @@ impl Session {
     /// A session that sends through `outbox`.
     pub fn new(config: Arc<SessionConfig>, outbox: Outbox) -> Self {
         static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        outbox.add_secrets(&config.secrets);
         let artifacts = Artifacts::new(
             outbox.clone(),
             config.http.clone(),
@@ -133,7 +140,7 @@ impl Session {
             outbox,
             artifacts,
             current: None,
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            span: error_span!("session", id),
         }
     }
 
@@ -144,7 +151,7 @@ impl Session {
         mut inbound: mpsc::Receiver<String>,
         shutdown: CancellationToken,
     ) -> SessionEnd {
-        let span = info_span!("session", id = self.id);
+        let span = self.span.clone();
         async move {
             info!("session started");
             let end = self.serve(&mut inbound, &shutdown).await;
@@ -199,20 +206,16 @@ impl Session {
                 return Flow::Continue;
             }
             Err(e) => {
-                // The error text may quote the frame's values: its secrets go first.
-                let redactor = Redactor::new(secrets_in_frame(text));
-                self.outbox.add_secrets(&redactor);
-                register_secrets(&redactor);
-                warn!(error = %e, "rejecting malformed frame");
+                // The error text may quote the frame's values: they are redacted with the
+                // frame's secrets, which a rejected frame does not add to the session.
+                let frame_secrets = build_redactor(secrets_in_frame(text)).await;
+                let error = format!("Invalid message: {e}");
+                let logged = self.outbox.redactor().union(&frame_secrets).redact(&error);
+                warn!(error = %logged, "rejecting malformed frame");
                 let mut metadata = Map::new();
                 metadata.insert("error_name".into(), Value::String("InvalidMessage".into()));
-                let _ = self
-                    .outbox
-                    .send(ServerMessage::ErrorMessage(ErrorMessage {
-                        error: format!("Invalid message: {e}"),
-                        metadata,
-                    }))
-                    .await;
+                let message = ServerMessage::ErrorMessage(ErrorMessage { error, metadata });
+                let _ = self.outbox.send_redacting(message, &frame_secrets).await;
                 return Flow::Continue;
             }
         };
@@ -247,24 +250,22 @@ impl Session {
         F: FnOnce(RequestContext) -> Fut,
         Fut: Future<Output = ServerMessage> + Send + 'static,
     {
-        // Secrets first: even the refusal below must not echo them.
-        let redactor = Redactor::new(&envelope.secrets_to_redact);
-        self.outbox.add_secrets(&redactor);
-        register_secrets(&redactor);
+        // A refused request's secrets redact its refusal but do not join the session.
+        let redactor = build_redactor(envelope.secrets_to_redact.clone()).await;
         if self.current.is_some() {
-            let _ = self
-                .outbox
-                .send(ServerMessage::error(
-                    "A request is already in flight on this session; wait for its result or cancel it",
-                ))
-                .await;
+            let refusal = ServerMessage::error(
+                "A request is already in flight on this session; wait for its result or cancel it",
+            );
+            let _ = self.outbox.send_redacting(refusal, &redactor).await;
             return;
         }
         let ignore = envelope.artifacts_ignore_content.as_deref();
         if let Err(e) = self.artifacts.watch(&envelope.artifacts_dirs, ignore) {
-            let _ = self.outbox.send(ServerMessage::error(e.to_string())).await;
+            let refusal = ServerMessage::error(e.to_string());
+            let _ = self.outbox.send_redacting(refusal, &redactor).await;
             return;
         }
+        self.adopt_secrets(&redactor).await;
         let cancel = CancellationToken::new();
         let ctx = RequestContext {
             config: self.config.clone(),
@@ -277,6 +278,22 @@ impl Session {
         span.in_scope(|| info!("request started"));
         let handle = tokio::spawn(work(ctx).instrument(span));
         self.current = Some(Running { cancel, handle });
+    }
+
+    /// Makes `secrets` the session's: redacted from every later message and log line.
+    /// Merging rebuilds a matcher, so it runs off the async workers.
+    async fn adopt_secrets(&self, secrets: &Redactor) {
+        if secrets.is_empty() {
+            return;
+        }
+        let (outbox, span, secrets) = (self.outbox.clone(), self.span.clone(), secrets.clone());
+        let merge = move || {
+            outbox.add_secrets(&secrets);
+            add_span_secrets(&span, &secrets);
+        };
+        if let Err(e) = tokio::task::spawn_blocking(merge).await {
+            warn!(error = %e, "merging secrets failed");
+        }
     }
 
     /// Ends the session: cancels the request in flight, drains artifacts while still
@@ -313,6 +330,11 @@ impl Session {
         }
     }
 
+    /// The session's span (carries its secrets for log redaction).
+    pub fn span(&self) -> &tracing::Span {
+        &self.span
+    }
+
     async fn handle_frame_while_closing(&mut self, text: &str) {
         match parse_client_frame(text) {
             Ok(Incoming::Message(ClientMessage::ArtifactUploadResponseMessage(response))) => {
@@ -330,5 +352,19 @@ impl Session {
             }
             _ => debug!("frame ignored while the session closes"),
         }
+    }
+}
+
+/// A redactor for `secrets`, built off the async workers: thousands of secrets take a
+/// while to compile, and other sessions must not wait for it.
+async fn build_redactor(secrets: Vec<String>) -> Redactor {
+    if secrets.is_empty() {
+        return Redactor::default();
+    }
+    let fallback = secrets.clone();
+    match tokio::task::spawn_blocking(move || Redactor::new(secrets)).await {
+        Ok(redactor) => redactor,
+        // The blocking pool refused (the runtime is shutting down): build it here.
+        Err(_) => Redactor::new(fallback),
     }
 }

@@ -90,6 +90,15 @@ pub enum AgentKind {
     Echo,
 }
 
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line (timestamp, level, target, fields, spans).
+    Json,
+}
+
 /// Options of the runtime server.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -113,9 +122,22 @@ pub struct ServeArgs {
     /// Port to listen on (0 picks a free one; the chosen port is printed).
     #[arg(long, env = "RUNTIMEUSE_PORT", default_value_t = 8080)]
     pub port: u16,
-    /// Require this token at the WebSocket upgrade (`Authorization: Bearer` or `?token=`).
+    /// Require this token at the WebSocket upgrade (`Authorization: Bearer` or `?token=`)
+    /// and for `/metrics`. An empty token is refused.
     #[arg(long, env = "RUNTIMEUSE_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// Read the token from this file (trailing newline ignored), so that it is not in the
+    /// runtime's environment, where a same-user process could read it.
+    #[arg(
+        long,
+        env = "RUNTIMEUSE_TOKEN_FILE",
+        value_name = "PATH",
+        conflicts_with = "token"
+    )]
+    pub token_file: Option<std::path::PathBuf>,
+    /// Log format on stderr.
+    #[arg(long, env = "RUNTIMEUSE_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
     /// Seconds between heartbeat messages while a request runs.
     #[arg(long, env = "RUNTIMEUSE_HEARTBEAT_INTERVAL", default_value_t = 15.0)]
     pub heartbeat_interval: f64,

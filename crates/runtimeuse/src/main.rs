@@ -2,8 +2,12 @@
 
 mod cli;
 mod init;
+mod logging;
+#[cfg(feature = "otel")]
+mod otel;
 mod remote;
 mod serve;
+mod token;
 
 use clap::Parser;
 
