@@ -150,9 +150,32 @@ impl AgentContext {
 
 /// An agent: turns one invocation into a result.
 ///
-/// Implementations must return promptly once [`AgentContext::cancel_token`] fires and must
-/// not leave processes behind; they must treat an answer that does not match the
-/// requested schema as an error.
+/// The session calls [`run`](Agent::run) once per invocation, after downloads and
+/// pre-agent commands and before post-agent commands; many sessions may call it at once.
+/// What an agent must honour:
+///
+/// - **One answer.** Return `Ok` with text, or with structured output when
+///   [`AgentRequest::output_schema`] is set (the session validates it against the caller's
+///   schema and turns a mismatch, or text where a schema was asked for, into an
+///   `error_message`); or return `Err(AgentError)`, which becomes the request's one
+///   `error_message` with its metadata. Never send terminal messages yourself.
+/// - **Cancellation.** When [`AgentContext::cancel_token`] fires (cancel, client gone,
+///   shutdown) return promptly; the result is then ignored and the client gets
+///   `"Request cancelled"`. An agent still running after the session's
+///   `agent_cancel_grace` is dropped, so cleanup must not rely on running to the end.
+/// - **No processes left behind.** Run commands through [`AgentContext::run_command`]
+///   (own process group, streamed, redacted, tree killed on cancel and on drop); a
+///   process started otherwise must be stopped, with its whole tree, on cancel and on drop.
+/// - **Secrets.** Everything sent through the context is redacted with the request's
+///   secrets; credentials the agent finds itself (say, an API key from the environment)
+///   must be registered with [`AgentContext::add_secret`] before they can reach the client.
+/// - **Environment.** Use [`AgentRequest::env`] (the runtime's environment with
+///   `agent_env` merged over it) for anything the agent starts, not the process's own.
+/// - **Progress.** Send assistant text with [`AgentContext::assistant_message`], in order;
+///   the runtime adds heartbeats by itself.
+///
+/// A runnable example: `crates/runtimeuse-server/examples/custom_agent.rs`
+/// (`cargo run -p runtimeuse-server --example custom_agent`).
 #[async_trait::async_trait]
 pub trait Agent: Send + Sync + 'static {
     /// Short name (`echo`, `openai`, `claude`), shown by `/health`.
