@@ -147,3 +147,23 @@ def test_a_crashing_python_handler_is_a_clear_error(tmp_path):
         assert error.metadata["error_name"] == "HandlerError"
     finally:
         rt.terminate()
+
+
+def test_secrets_a_handler_prints_to_stderr_stay_out_of_logs_and_errors(tmp_path):
+    rt = Runtime(tmp_path / "cwd", args=(*DEFAULT_ARGS, "--handler", *HANDLERS["python"]))
+    secret = "stderr-s3cret-4711"
+    try:
+        async def go():
+            with pytest.raises(AgentRuntimeError) as info:
+                await RuntimeUseClient(ws_url=rt.url).query(
+                    prompt=f"CRASH:leaking {secret}",
+                    options=query_options(secrets_to_redact=[secret]))
+            return info.value
+        error = asyncio.run(go())
+        assert "leaking [REDACTED]" in error.error
+        assert secret not in json.dumps(error.metadata)
+        log = rt.stderr_text()
+        assert "leaking" in log, "the handler's stderr is logged"
+        assert secret not in log
+    finally:
+        rt.terminate()

@@ -15,6 +15,7 @@ use nix::unistd::Pid;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout};
 use tokio::task::JoinHandle;
+use tracing::Instrument as _;
 
 use super::program::HandlerProgram;
 
@@ -63,23 +64,27 @@ impl HandlerChild {
         let tail = Arc::new(Mutex::new(String::new()));
         let keep = tail.clone();
         let pid = child.id().unwrap_or_default();
-        let stderr_reader = tokio::spawn(async move {
-            let mut lines = BufReader::new(stderr).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                tracing::info!(target: "runtimeuse::handler", pid, "{line}");
-                if let Ok(mut tail) = keep.lock() {
-                    tail.push_str(&line);
-                    tail.push('\n');
-                    if tail.len() > STDERR_TAIL {
-                        let mut cut = tail.len() - STDERR_TAIL;
-                        while !tail.is_char_boundary(cut) {
-                            cut += 1;
+        // In the request's span, so the log layer redacts the session's secrets.
+        let stderr_reader = tokio::spawn(
+            async move {
+                let mut lines = BufReader::new(stderr).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    tracing::info!(target: "runtimeuse::handler", pid, "{line}");
+                    if let Ok(mut tail) = keep.lock() {
+                        tail.push_str(&line);
+                        tail.push('\n');
+                        if tail.len() > STDERR_TAIL {
+                            let mut cut = tail.len() - STDERR_TAIL;
+                            while !tail.is_char_boundary(cut) {
+                                cut += 1;
+                            }
+                            tail.drain(..cut);
                         }
-                        tail.drain(..cut);
                     }
                 }
             }
-        });
+            .instrument(tracing::Span::current()),
+        );
         Ok(Self {
             child,
             pgid,
