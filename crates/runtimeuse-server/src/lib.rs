@@ -21,6 +21,7 @@ pub mod agent;
 pub mod artifacts;
 pub mod command;
 pub mod download;
+mod listener;
 pub mod logging;
 pub mod outbox;
 pub mod redact;
@@ -30,7 +31,9 @@ pub mod schema;
 pub mod server;
 pub mod session;
 mod socket;
+mod traffic;
 pub mod unzip;
 pub mod upload;
+mod upgrade;
 
 pub use request::CANCELLED;

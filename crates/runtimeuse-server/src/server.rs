@@ -1,5 +1,13 @@
 //! The network edge: one port serving `GET /health` and WebSocket sessions, with token
-//! auth at the upgrade and graceful shutdown.
+//! auth at the upgrade, limits on what unauthenticated and slow peers can hold, and a
+//! bounded graceful shutdown.
+//!
+//! Shutdown, once asked for: the listener closes and connections still in their HTTP
+//! phase are dropped; every session cancels its request, drains its artifacts and closes
+//! its socket after flushing what is queued. Sessions still open after
+//! [`ServerConfig::shutdown_timeout`] have their connections cut (uploads that really run
+//! keep their [`ArtifactOptions::upload_timeout`](crate::artifacts::ArtifactOptions)), and
+//! [`HARD_STOP_GRACE`] later the server returns whatever is left.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,17 +16,32 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::State;
-use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
-use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
+use crate::listener::{HttpLimits, accept_until};
 use crate::session::SessionConfig;
-use crate::socket::{DEFAULT_PING_INTERVAL, SocketBridge};
+use crate::socket::DEFAULT_PING_INTERVAL;
+use crate::upgrade::{UpgradeState, upgrade};
+
+/// Default of [`ServerConfig::max_sessions`].
+pub const DEFAULT_MAX_SESSIONS: usize = 256;
+/// Default of [`ServerConfig::max_pending_connections`].
+pub const DEFAULT_MAX_PENDING_CONNECTIONS: usize = 128;
+/// Default of [`ServerConfig::header_read_timeout`].
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default of [`ServerConfig::max_message_bytes`] (8 MiB).
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 8 * 1024 * 1024;
+/// Default of [`ServerConfig::shutdown_timeout`].
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(8);
+/// How long after cutting the connections of sessions that outlived the shutdown timeout
+/// the server still waits for them (beyond the upload timeout of running uploads).
+pub const HARD_STOP_GRACE: Duration = Duration::from_secs(2);
 
 /// How the runtime listens.
 #[derive(Debug)]
@@ -29,11 +52,23 @@ pub struct ServerConfig {
     pub token: Option<String>,
     /// Settings of every session.
     pub session: SessionConfig,
-    /// Upper bound on how long shutdown waits for sessions to drain.
+    /// How long shutdown waits for sessions to finish before cutting their connections.
     pub shutdown_timeout: Duration,
-    /// WebSocket ping interval; a client silent for three intervals is taken as gone
-    /// (its request is cancelled). `None` disables pings.
+    /// WebSocket ping interval. A client that, for three intervals in a row, sends nothing
+    /// (not even a pong) and takes none of the bytes waiting for it is taken as gone (its
+    /// request is cancelled). `None` disables pings and that rule.
     pub ping_interval: Option<Duration>,
+    /// Most sessions at once; a client past it is closed with code 1013 and a reason.
+    pub max_sessions: usize,
+    /// Most connections that have not finished their HTTP request (upgrade or health
+    /// check) at once; past it the oldest such connection is closed.
+    pub max_pending_connections: usize,
+    /// Time a connection has, from accept, to send its HTTP request and receive the
+    /// answer (the upgrade, or the health response).
+    pub header_read_timeout: Duration,
+    /// Largest incoming WebSocket message (fragments count together); a larger one closes
+    /// the connection with code 1009.
+    pub max_message_bytes: usize,
 }
 
 impl ServerConfig {
@@ -43,8 +78,12 @@ impl ServerConfig {
             addr,
             token: None,
             session,
-            shutdown_timeout: Duration::from_secs(120),
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             ping_interval: Some(DEFAULT_PING_INTERVAL),
+            max_sessions: DEFAULT_MAX_SESSIONS,
+            max_pending_connections: DEFAULT_MAX_PENDING_CONNECTIONS,
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
         }
     }
 }
@@ -65,16 +104,6 @@ pub enum ServerError {
     Serve(std::io::Error),
 }
 
-#[derive(Clone)]
-struct AppState {
-    session: Arc<SessionConfig>,
-    ping_interval: Option<Duration>,
-    token: Option<Arc<str>>,
-    open_sessions: Arc<AtomicUsize>,
-    tracker: TaskTracker,
-    shutdown: CancellationToken,
-}
-
 /// A bound, not yet serving runtime.
 pub struct Server {
     listener: tokio::net::TcpListener,
@@ -83,6 +112,9 @@ pub struct Server {
     token: Option<Arc<str>>,
     shutdown_timeout: Duration,
     ping_interval: Option<Duration>,
+    max_sessions: usize,
+    http: HttpLimits,
+    max_message_bytes: usize,
 }
 
 /// A runtime serving in a background task (used by tests and embedders).
@@ -137,6 +169,12 @@ impl Server {
             token: config.token.filter(|t| !t.is_empty()).map(Arc::from),
             shutdown_timeout: config.shutdown_timeout,
             ping_interval: config.ping_interval,
+            max_sessions: config.max_sessions.max(1),
+            http: HttpLimits {
+                max_pending: config.max_pending_connections.max(1),
+                deadline: config.header_read_timeout,
+            },
+            max_message_bytes: config.max_message_bytes.max(1),
         })
     }
 
@@ -158,37 +196,52 @@ impl Server {
     }
 
     /// Serves until `shutdown` fires; then stops accepting, lets every session cancel its
-    /// request and drain its artifacts, and returns.
+    /// request, drain its artifacts and close, and returns within the bound described in
+    /// the [module documentation](self).
     pub async fn run_until(self, shutdown: CancellationToken) -> Result<(), ServerError> {
-        let state = AppState {
+        let hard_stop = CancellationToken::new();
+        let state = UpgradeState {
             session: self.session,
             ping_interval: self.ping_interval,
             token: self.token,
+            max_message_bytes: self.max_message_bytes,
+            max_sessions: self.max_sessions,
+            session_slots: Arc::new(Semaphore::new(self.max_sessions)),
             open_sessions: Arc::new(AtomicUsize::new(0)),
             tracker: TaskTracker::new(),
             shutdown: shutdown.clone(),
+            hard_stop: hard_stop.clone(),
         };
         let app = Router::new()
             .route("/health", get(health))
             .fallback(upgrade)
             .with_state(state.clone());
         info!(addr = %self.addr, agent = state.session.agent.name(), "listening");
-        let serve = axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned());
-        let served = serve.await.map_err(ServerError::Serve);
+        accept_until(self.listener, app, self.http, shutdown).await;
         state.tracker.close();
         if tokio::time::timeout(self.shutdown_timeout, state.tracker.wait())
             .await
             .is_err()
         {
-            warn!("sessions did not finish within the shutdown timeout");
+            warn!(
+                sessions = state.open_sessions.load(Ordering::Relaxed),
+                "sessions still open after the shutdown timeout; cutting their connections"
+            );
+            hard_stop.cancel();
+            let rest = state.session.artifacts.upload_timeout + HARD_STOP_GRACE;
+            if tokio::time::timeout(rest, state.tracker.wait())
+                .await
+                .is_err()
+            {
+                warn!("sessions did not finish after their connections were cut; stopping anyway");
+            }
         }
         info!("stopped");
-        served
+        Ok(())
     }
 }
 
-async fn health(State(state): State<AppState>) -> Response {
+async fn health(State(state): State<UpgradeState>) -> Response {
     axum::Json(json!({
         "status": "ok",
         "version": env!("CARGO_PKG_VERSION"),
@@ -196,67 +249,4 @@ async fn health(State(state): State<AppState>) -> Response {
         "sessions": state.open_sessions.load(Ordering::Relaxed),
     }))
     .into_response()
-}
-
-fn presented_token<'a>(headers: &'a HeaderMap, uri: &'a Uri) -> Option<std::borrow::Cow<'a, str>> {
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(|t| std::borrow::Cow::Borrowed(t.trim()));
-    bearer.or_else(|| {
-        url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
-            .find(|(k, _)| k == "token")
-            .map(|(_, v)| v)
-    })
-}
-
-/// Compares in time independent of where the strings differ.
-fn same_token(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
-}
-
-async fn upgrade(
-    State(state): State<AppState>,
-    uri: Uri,
-    headers: HeaderMap,
-    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
-) -> Response {
-    if let Some(expected) = &state.token {
-        let ok = presented_token(&headers, &uri).is_some_and(|t| same_token(&t, expected));
-        if !ok {
-            warn!("refused a connection without a valid token");
-            return (StatusCode::UNAUTHORIZED, "missing or invalid token\n").into_response();
-        }
-    }
-    let ws = match ws {
-        Ok(ws) => ws,
-        Err(rejection) => return rejection.into_response(),
-    };
-    if state.shutdown.is_cancelled() {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "runtime is shutting down\n",
-        )
-            .into_response();
-    }
-    let tracker = state.tracker.clone();
-    ws.on_upgrade(move |socket| {
-        tracker.track_future(async move {
-            state.open_sessions.fetch_add(1, Ordering::Relaxed);
-            let bridge = SocketBridge {
-                session: state.session.clone(),
-                ping_interval: state.ping_interval,
-            };
-            bridge.serve(socket, state.shutdown.clone()).await;
-            state.open_sessions.fetch_sub(1, Ordering::Relaxed);
-        })
-    })
 }

@@ -28,6 +28,9 @@ use crate::request::{RequestContext, run_command_execution, run_invocation};
 use crate::result_size::DEFAULT_MAX_RESULT_FRAME_BYTES;
 use crate::unzip::UnzipLimits;
 
+/// Added to a cancelled request's graces before it is dropped.
+const STOP_MARGIN: Duration = Duration::from_secs(1);
+
 /// Default interval between heartbeats while a request runs.
 pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(15);
 
@@ -299,12 +302,22 @@ impl Session {
     /// Ends the session: cancels the request in flight, drains artifacts while still
     /// answering upload handshakes, confirms an `end_session_message`.
     async fn finish(&mut self, end: SessionEnd, inbound: &mut mpsc::Receiver<String>) {
-        if let Some(running) = self.current.take() {
+        if let Some(mut running) = self.current.take() {
             running.cancel.cancel();
-            let terminal = running
-                .handle
-                .await
-                .unwrap_or_else(|e| ServerMessage::error(format!("internal error: {e}")));
+            // A request stops within its own graces; past them it is dropped, so that
+            // nothing it does can hold the session (or the runtime's shutdown) open.
+            let limit =
+                self.config.agent_cancel_grace + self.config.commands.kill_grace + STOP_MARGIN;
+            let terminal = match tokio::time::timeout(limit, &mut running.handle).await {
+                Ok(joined) => {
+                    joined.unwrap_or_else(|e| ServerMessage::error(format!("internal error: {e}")))
+                }
+                Err(_) => {
+                    warn!(?limit, "cancelled request did not stop in time; dropped");
+                    running.handle.abort();
+                    ServerMessage::error(crate::CANCELLED)
+                }
+            };
             if end != SessionEnd::ClientGone {
                 let _ = self.outbox.send(terminal).await;
             }

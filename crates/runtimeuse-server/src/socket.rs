@@ -1,24 +1,56 @@
 //! The bridge between one WebSocket and one [`Session`]: a reader feeding the session's
-//! inbound channel, a writer draining its outbox, and pings that notice a dead client.
+//! inbound channel, a writer draining its outbox, and a watchdog that notices a dead
+//! client.
+//!
+//! - **Dead client**: gone when, for [`MISSED_PINGS`] ping intervals in a row, it sent
+//!   nothing (no frame, no pong) and took none of the bytes waiting for it (see
+//!   [`Traffic`]). A client reading slowly takes bytes, so it stays; intervals are counted
+//!   by ticks, so a runtime that is itself starved of CPU doesn't count time it didn't run.
+//! - **Pongs**: the WebSocket layer answers each ping with a pong queued in user space;
+//!   after [`MAX_QUEUED_PONGS`] pings with nothing drained the reader stops reading until
+//!   the socket takes them, so a ping flood from a client that doesn't read costs at most
+//!   that many pongs (and TCP back-pressure does the rest).
+//! - **Closing**: when the session ends, the reader keeps reading (and discarding) while
+//!   the writer sends everything queued, then a close frame (1000), then waits briefly
+//!   for the client's close, so frames arriving late (a cancel after `end_session`, say)
+//!   never make the runtime drop the connection with its terminal or confirm unsent.
+//! - **Violations**: a message over the size limit closes with 1009, invalid UTF-8 in a
+//!   text frame with 1007, other protocol errors with 1002, each with a reason.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
-use axum::extract::ws::{Message, WebSocket};
+use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tokio_util::task::AbortOnDropHandle;
+use tracing::{debug, info, warn};
 
 use crate::outbox::{Outbox, OutboxReceiver};
 use crate::session::{Session, SessionConfig};
+use crate::traffic::Traffic;
 
 /// Default interval between WebSocket pings.
 pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(20);
 
-/// A client that sent nothing (not even a pong) for this many ping intervals is gone.
-const MISSED_PINGS: u32 = 3;
+/// A client silent and not reading for this many ping intervals in a row is gone.
+pub const MISSED_PINGS: u32 = 3;
+
+/// Pings read while nothing could be written, before the reader waits for the socket.
+pub const MAX_QUEUED_PONGS: usize = 128;
+
+/// How long, after sending its close frame, the runtime waits for the client's.
+const CLOSE_LINGER: Duration = Duration::from_secs(2);
+
+/// Longest close reason the protocol allows (a control frame holds 125 bytes).
+const MAX_CLOSE_REASON: usize = 123;
 
 /// Settings of one bridged socket.
 pub(crate) struct SocketBridge {
@@ -26,164 +58,363 @@ pub(crate) struct SocketBridge {
     pub ping_interval: Option<Duration>,
 }
 
-/// Milliseconds since `origin` when the client was last heard from.
-struct LastHeard {
-    origin: Instant,
-    millis: AtomicU64,
+/// The server-wide signals a bridge obeys, and its connection's traffic.
+pub(crate) struct BridgeSignals {
+    /// The runtime is shutting down: the session winds down, the socket closes cleanly.
+    pub shutdown: CancellationToken,
+    /// The shutdown timeout passed: stop writing, drop the connection.
+    pub hard_stop: CancellationToken,
+    /// What moves through the connection's stream.
+    pub traffic: Arc<Traffic>,
 }
 
-impl LastHeard {
-    fn new() -> Self {
-        Self {
-            origin: Instant::now(),
-            millis: AtomicU64::new(0),
-        }
+/// State shared by the reader, the writer and the watchdog of one socket.
+struct Shared {
+    /// The session is over: flush what is queued, send Close.
+    close: CancellationToken,
+    /// The client is gone: nothing more can be written, and producers (artifact
+    /// handshakes, output) must stop waiting on the socket.
+    client_gone: CancellationToken,
+    hard_stop: CancellationToken,
+    /// The reader has stopped.
+    reader_done: CancellationToken,
+    /// The client broke the protocol; the writer closes with `violation`.
+    violated: CancellationToken,
+    violation: Mutex<Option<CloseFrame>>,
+    traffic: Arc<Traffic>,
+}
+
+impl Shared {
+    fn violate(&self, frame: CloseFrame) {
+        *self
+            .violation
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(frame);
+        self.violated.cancel();
     }
 
-    fn touch(&self) {
-        let now = u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.millis.store(now, Ordering::Relaxed);
-    }
-
-    fn silence(&self) -> Duration {
-        let heard = Duration::from_millis(self.millis.load(Ordering::Relaxed));
-        self.origin.elapsed().saturating_sub(heard)
+    fn take_violation(&self) -> Option<CloseFrame> {
+        self.violation
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
     }
 }
 
 impl SocketBridge {
-    /// Runs the session over `socket` until it ends, then closes the socket.
-    pub async fn serve(self, socket: WebSocket, shutdown: CancellationToken) {
+    /// Runs the session over `ws` until it ends, then closes the socket.
+    pub async fn serve<S>(self, ws: WebSocketStream<S>, signals: BridgeSignals)
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
         let (outbox, outbox_rx) = Outbox::channel(self.session.outbox_capacity);
         let (inbound_tx, inbound_rx) = mpsc::channel::<String>(16);
-        let (sink, stream) = socket.split();
-        let last_heard = Arc::new(LastHeard::new());
-        // Set when the session is over: flush what is queued, send Close.
-        let close = CancellationToken::new();
-        // Set when the client is gone: nothing more can be written, and producers
-        // (artifact handshakes, output) must stop waiting on the socket.
-        let client_gone = CancellationToken::new();
+        let (sink, stream) = ws.split();
+        let shared = Arc::new(Shared {
+            close: CancellationToken::new(),
+            client_gone: CancellationToken::new(),
+            hard_stop: signals.hard_stop,
+            reader_done: CancellationToken::new(),
+            violated: CancellationToken::new(),
+            violation: Mutex::new(None),
+            traffic: signals.traffic,
+        });
 
-        let writer = tokio::spawn(write_frames(
+        let writer = AbortOnDropHandle::new(tokio::spawn(write_frames(
             sink,
             outbox_rx,
-            close.clone(),
-            client_gone.clone(),
+            shared.clone(),
             self.ping_interval,
-            last_heard.clone(),
-        ));
-        let reader = tokio::spawn(read_frames(
+        )));
+        let reader = AbortOnDropHandle::new(tokio::spawn(read_frames(
             stream,
             inbound_tx,
-            client_gone.clone(),
-            last_heard,
-        ));
+            shared.clone(),
+        )));
+        let watchdog = self.ping_interval.map(|interval| {
+            AbortOnDropHandle::new(tokio::spawn(watch_liveness(shared.clone(), interval)))
+        });
 
         let session = Session::new(self.session, outbox);
-        session.run(inbound_rx, shutdown).await;
-        close.cancel();
-        if tokio::time::timeout(Duration::from_secs(10), writer)
-            .await
-            .is_err()
-        {
-            warn!("socket writer did not finish in time");
+        session.run(inbound_rx, signals.shutdown).await;
+        shared.close.cancel();
+        // Every wait in the writer ends when the client is gone (the watchdog) or at the
+        // hard stop.
+        if let Err(e) = writer.await {
+            warn!(error = %e, "socket writer failed");
         }
-        reader.abort();
+        drop(reader);
+        drop(watchdog);
     }
 }
 
-async fn read_frames(
-    mut stream: futures_util::stream::SplitStream<WebSocket>,
+async fn read_frames<S>(
+    mut stream: SplitStream<WebSocketStream<S>>,
     inbound: mpsc::Sender<String>,
-    client_gone: CancellationToken,
-    last_heard: Arc<LastHeard>,
-) {
-    let gone = client_gone.clone();
-    let _gone = client_gone.drop_guard();
+    shared: Arc<Shared>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let _done = shared.reader_done.clone().drop_guard();
+    let gone = &shared.client_gone;
+    // `None` once the session stopped listening: frames are then read and dropped, so
+    // that the closing handshake still completes.
+    let mut inbound = Some(inbound);
+    let mut pings = 0usize;
+    let mut drained = shared.traffic.drained();
     loop {
-        let message = tokio::select! {
-            message = stream.next() => message,
-            // The writer decided the client is dead: end the session's inbound side.
-            () = gone.cancelled() => break,
-        };
-        let Some(message) = message else { break };
-        last_heard.touch();
-        let text = match message {
-            Ok(Message::Text(text)) => text.to_string(),
-            Ok(Message::Binary(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
-            Ok(Message::Close(_)) | Err(_) => break,
-            Ok(_) => continue,
-        };
-        if inbound.send(text).await.is_err() {
-            break;
+        if pings >= MAX_QUEUED_PONGS {
+            shared.traffic.want_flush();
+            tokio::select! {
+                () = shared.traffic.drained_since(drained) => {}
+                () = gone.cancelled() => return,
+            }
         }
+        let next = tokio::select! {
+            next = stream.next() => next,
+            () = gone.cancelled() => return,
+        };
+        let now = shared.traffic.drained();
+        if now != drained {
+            drained = now;
+            pings = 0;
+        }
+        match next {
+            None | Some(Ok(Message::Close(_))) => break,
+            Some(Err(e)) => {
+                match close_for(&e) {
+                    Some(frame) => {
+                        warn!(code = %frame.code, reason = %frame.reason, "closing a connection that broke the protocol");
+                        shared.violate(frame);
+                    }
+                    None => debug!(error = %e, "connection failed"),
+                }
+                break;
+            }
+            Some(Ok(Message::Text(text))) => {
+                if let Some(tx) = &inbound {
+                    let delivered = tokio::select! {
+                        sent = tx.send(text.as_str().to_owned()) => sent.is_ok(),
+                        () = gone.cancelled() => return,
+                    };
+                    if !delivered {
+                        inbound = None;
+                    }
+                }
+            }
+            Some(Ok(Message::Binary(_))) => debug!("binary frame ignored"),
+            Some(Ok(Message::Ping(_))) => pings += 1,
+            Some(Ok(_)) => {}
+        }
+    }
+    if !shared.violated.is_cancelled() {
+        gone.cancel();
     }
 }
 
-async fn write_frames(
-    mut sink: futures_util::stream::SplitSink<WebSocket, Message>,
-    mut outbox: OutboxReceiver,
-    close: CancellationToken,
-    client_gone: CancellationToken,
-    ping_interval: Option<Duration>,
-    last_heard: Arc<LastHeard>,
-) {
-    let interval = ping_interval.unwrap_or(Duration::from_secs(3600));
-    // A client that takes longer than this to accept one frame is not reading at all.
-    let send_limit = ping_interval.map(|i| i * MISSED_PINGS);
-    let send = async |sink: &mut futures_util::stream::SplitSink<WebSocket, Message>,
-                      message: Message|
-           -> bool {
-        match send_limit {
-            Some(limit) => matches!(
-                tokio::time::timeout(limit, sink.send(message)).await,
-                Ok(Ok(()))
-            ),
-            None => sink.send(message).await.is_ok(),
-        }
+/// The close frame answering a read error, for errors that are the client's fault.
+fn close_for(error: &WsError) -> Option<CloseFrame> {
+    let (code, reason) = match error {
+        WsError::Capacity(CapacityError::MessageTooLong { size, max_size }) => (
+            CloseCode::Size,
+            format!("message of {size} bytes exceeds the limit of {max_size} bytes"),
+        ),
+        WsError::Capacity(other) => (CloseCode::Size, other.to_string()),
+        WsError::Utf8(_) => (
+            CloseCode::Invalid,
+            "text frame is not valid UTF-8".to_owned(),
+        ),
+        WsError::Protocol(problem) => (CloseCode::Protocol, problem.to_string()),
+        _ => return None,
     };
+    Some(CloseFrame {
+        code,
+        reason: Utf8Bytes::from(truncate(reason, MAX_CLOSE_REASON)),
+    })
+}
+
+fn truncate(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
+}
+
+/// How the writer's main loop ended.
+enum WriterEnd {
+    /// The session is over: flush and close cleanly.
+    Close,
+    /// The client broke the protocol.
+    Violation,
+    /// Nothing more can be written.
+    Gone,
+}
+
+async fn write_frames<S>(
+    mut sink: SplitSink<WebSocketStream<S>, Message>,
+    mut outbox: OutboxReceiver,
+    shared: Arc<Shared>,
+    ping_interval: Option<Duration>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let interval = ping_interval.unwrap_or(Duration::from_secs(3600));
     let mut pings = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     pings.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
+    let end = loop {
         tokio::select! {
             biased;
-            () = client_gone.cancelled() => break,
+            () = shared.client_gone.cancelled() => break WriterEnd::Gone,
+            () = shared.hard_stop.cancelled() => break WriterEnd::Gone,
+            () = shared.violated.cancelled() => break WriterEnd::Violation,
             // Pings come before frames: a long stream of output must not starve them.
             _ = pings.tick(), if ping_interval.is_some() => {
-                if last_heard.silence() > interval * MISSED_PINGS {
-                    info!(silence = ?last_heard.silence(), "client stopped answering pings; treating it as gone");
-                    client_gone.cancel();
-                    break;
+                if !send(&mut sink, &shared, Message::Ping(Vec::new().into())).await {
+                    break WriterEnd::Gone;
                 }
-                if !send(&mut sink, Message::Ping(Vec::new().into())).await {
-                    client_gone.cancel();
-                    break;
+            }
+            () = shared.traffic.flush_wanted() => {
+                if !bounded(&shared, sink.flush()).await {
+                    break WriterEnd::Gone;
                 }
             }
             frame = outbox.recv() => match frame {
                 Some(frame) => {
-                    if !send(&mut sink, Message::Text(frame.into())).await {
-                        client_gone.cancel();
-                        break;
+                    if !send(&mut sink, &shared, Message::Text(frame.into())).await {
+                        break WriterEnd::Gone;
                     }
-                    // A client taking frames off the socket is alive, even if its pongs
-                    // queue behind the output it is still reading.
-                    last_heard.touch();
                 }
-                None => break,
+                None => break WriterEnd::Close,
             },
-            () = close.cancelled() => {
-                while let Some(frame) = outbox.try_recv() {
-                    if !send(&mut sink, Message::Text(frame.into())).await {
-                        break;
-                    }
+            () = shared.close.cancelled() => break WriterEnd::Close,
+        }
+    };
+    // From here on producers get OutboxClosed instead of waiting on the socket.
+    match end {
+        WriterEnd::Close => {
+            let mut flushed = true;
+            while let Some(frame) = outbox.try_recv() {
+                if !send(&mut sink, &shared, Message::Text(frame.into())).await {
+                    flushed = false;
+                    break;
                 }
-                let _ = send(&mut sink, Message::Close(None)).await;
-                break;
+            }
+            outbox.close();
+            if flushed && send(&mut sink, &shared, Message::Close(None)).await {
+                linger(&shared).await;
             }
         }
+        WriterEnd::Violation => {
+            outbox.close();
+            if let Some(frame) = shared.take_violation() {
+                let _ = tokio::time::timeout(
+                    CLOSE_LINGER,
+                    send(&mut sink, &shared, Message::Close(Some(frame))),
+                )
+                .await;
+            }
+        }
+        WriterEnd::Gone => outbox.close(),
     }
-    // From here on producers get OutboxClosed instead of waiting on a dead socket.
-    outbox.close();
-    let _ = tokio::time::timeout(Duration::from_secs(1), sink.close()).await;
+}
+
+/// Waits for the client's close frame (the reader stops on it), briefly.
+async fn linger(shared: &Shared) {
+    tokio::select! {
+        () = shared.reader_done.cancelled() => {}
+        () = tokio::time::sleep(CLOSE_LINGER) => debug!("client did not answer the close frame"),
+        () = shared.hard_stop.cancelled() => {}
+    }
+}
+
+/// Sends one message; false when the client is gone or the runtime stops.
+async fn send<S>(
+    sink: &mut SplitSink<WebSocketStream<S>, Message>,
+    shared: &Shared,
+    message: Message,
+) -> bool
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    bounded(shared, sink.send(message)).await
+}
+
+/// Runs a sink operation until it ends, the client is gone, or the hard stop.
+async fn bounded(shared: &Shared, operation: impl Future<Output = Result<(), WsError>>) -> bool {
+    tokio::select! {
+        done = operation => match done {
+            Ok(()) => true,
+            Err(e) => {
+                debug!(error = %e, "writing to the client failed");
+                shared.client_gone.cancel();
+                false
+            }
+        },
+        () = shared.client_gone.cancelled() => false,
+        () = shared.hard_stop.cancelled() => false,
+    }
+}
+
+/// Declares the client gone after [`MISSED_PINGS`] intervals in a row without progress.
+async fn watch_liveness(shared: Arc<Shared>, interval: Duration) {
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut seen = shared.traffic.progress();
+    let mut missed = 0u32;
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            () = shared.client_gone.cancelled() => return,
+        }
+        let now = shared.traffic.progress();
+        if now != seen {
+            seen = now;
+            missed = 0;
+            continue;
+        }
+        missed += 1;
+        if missed >= MISSED_PINGS {
+            info!(
+                missed,
+                "client neither answered nor read for {missed} ping intervals; treating it as gone"
+            );
+            shared.client_gone.cancel();
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn close_reasons_fit_a_control_frame() {
+        let long = "é".repeat(200);
+        let cut = truncate(long, MAX_CLOSE_REASON);
+        assert!(cut.len() <= MAX_CLOSE_REASON);
+        assert!(cut.chars().all(|c| c == 'é'));
+    }
+
+    #[test]
+    fn oversized_messages_and_bad_utf8_get_their_codes() {
+        let too_long = WsError::Capacity(CapacityError::MessageTooLong {
+            size: 10,
+            max_size: 5,
+        });
+        let frame = close_for(&too_long).unwrap();
+        assert_eq!(frame.code, CloseCode::Size);
+        assert!(
+            frame.reason.contains("limit of 5 bytes"),
+            "{}",
+            frame.reason
+        );
+        let utf8 = WsError::Utf8("bad".into());
+        assert_eq!(close_for(&utf8).unwrap().code, CloseCode::Invalid);
+        assert!(close_for(&WsError::ConnectionClosed).is_none());
+    }
 }

@@ -1,0 +1,186 @@
+//! The WebSocket upgrade: token check, handshake, and the session cap. A client past
+//! `max_sessions` (or arriving while the runtime shuts down) is upgraded and closed at once
+//! with code 1013 and a reason, so that every WebSocket client can tell it why.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use futures_util::SinkExt;
+use hyper_util::rt::TokioIo;
+use tokio::sync::Semaphore;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::server::create_response_with_body;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, warn};
+
+use crate::listener::ConnectionTraffic;
+use crate::session::SessionConfig;
+use crate::socket::{BridgeSignals, SocketBridge};
+
+/// How long a refused client gets to read its close frame.
+const REFUSAL_LINGER: Duration = Duration::from_secs(1);
+
+/// What the upgrade handler needs; one per server.
+#[derive(Clone)]
+pub(crate) struct UpgradeState {
+    pub session: Arc<SessionConfig>,
+    pub ping_interval: Option<Duration>,
+    pub token: Option<Arc<str>>,
+    pub max_message_bytes: usize,
+    pub max_sessions: usize,
+    pub session_slots: Arc<Semaphore>,
+    pub open_sessions: Arc<AtomicUsize>,
+    pub tracker: TaskTracker,
+    pub shutdown: CancellationToken,
+    pub hard_stop: CancellationToken,
+}
+
+impl UpgradeState {
+    /// The WebSocket settings every session uses.
+    fn ws_config(&self) -> WebSocketConfig {
+        let mut config = WebSocketConfig::default();
+        config.max_message_size = Some(self.max_message_bytes);
+        // A single frame can't be larger than the message it belongs to; checking it at
+        // the frame header refuses an oversized frame before buffering it.
+        config.max_frame_size = Some(self.max_message_bytes);
+        config.read_buffer_size = 32 * 1024;
+        config
+    }
+}
+
+fn presented_token<'a>(headers: &'a HeaderMap, uri: &'a Uri) -> Option<Cow<'a, str>> {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(|t| Cow::Borrowed(t.trim()));
+    bearer.or_else(|| {
+        url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+            .find(|(k, _)| k == "token")
+            .map(|(_, v)| v)
+    })
+}
+
+/// Compares in time independent of where the strings differ.
+fn same_token(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+/// Whether `headers`/`uri` carry the expected token (always true without one).
+pub(crate) fn authorized(expected: Option<&str>, headers: &HeaderMap, uri: &Uri) -> bool {
+    match expected {
+        None => true,
+        Some(expected) => presented_token(headers, uri).is_some_and(|t| same_token(&t, expected)),
+    }
+}
+
+/// The fallback route: every path but `/health` upgrades to a session.
+pub(crate) async fn upgrade(State(state): State<UpgradeState>, mut request: Request) -> Response {
+    if !authorized(state.token.as_deref(), request.headers(), request.uri()) {
+        warn!("refused a connection without a valid token");
+        return (StatusCode::UNAUTHORIZED, "missing or invalid token\n").into_response();
+    }
+    let response = match create_response_with_body(&request, Body::empty) {
+        Ok(response) => response,
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("expected a WebSocket upgrade: {e}\n"),
+            )
+                .into_response();
+        }
+    };
+    let Some(on_upgrade) = request
+        .extensions_mut()
+        .remove::<hyper::upgrade::OnUpgrade>()
+    else {
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "this connection cannot be upgraded\n",
+        )
+            .into_response();
+    };
+    let traffic = request
+        .extensions()
+        .get::<ConnectionTraffic>()
+        .map(|t| t.0.clone())
+        .unwrap_or_default();
+    let admission = if state.shutdown.is_cancelled() {
+        Err("the runtime is shutting down".to_owned())
+    } else {
+        state
+            .session_slots
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| {
+                format!(
+                    "the runtime serves at most {} sessions at once; try again later",
+                    state.max_sessions
+                )
+            })
+    };
+    let ws_config = state.ws_config();
+    let tracker = state.tracker.clone();
+    tracker.spawn(async move {
+        let upgraded = match on_upgrade.await {
+            Ok(upgraded) => upgraded,
+            Err(e) => {
+                debug!(error = %e, "the upgrade did not complete");
+                return;
+            }
+        };
+        let ws =
+            WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(ws_config))
+                .await;
+        match admission {
+            Ok(permit) => {
+                state.open_sessions.fetch_add(1, Ordering::Relaxed);
+                let bridge = SocketBridge {
+                    session: state.session.clone(),
+                    ping_interval: state.ping_interval,
+                };
+                let signals = BridgeSignals {
+                    shutdown: state.shutdown.clone(),
+                    hard_stop: state.hard_stop.clone(),
+                    traffic,
+                };
+                bridge.serve(ws, signals).await;
+                state.open_sessions.fetch_sub(1, Ordering::Relaxed);
+                drop(permit);
+            }
+            Err(reason) => refuse(ws, reason).await,
+        }
+    });
+    response.into_response()
+}
+
+/// Closes `ws` with 1013 and `reason`.
+async fn refuse(mut ws: WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>, reason: String) {
+    warn!(%reason, "refused a session");
+    let frame = CloseFrame {
+        code: CloseCode::Again,
+        reason: tungstenite::Utf8Bytes::from(reason),
+    };
+    let _ = tokio::time::timeout(REFUSAL_LINGER, async {
+        let _ = ws.send(Message::Close(Some(frame))).await;
+        let _ = ws.close(None).await;
+    })
+    .await;
+}
