@@ -8,12 +8,13 @@
 # sources (python/, the client and protocol crates, Cargo.toml, Cargo.lock) differs from
 # the one stamped by the last successful install.
 #
+# RUNTIMEUSE_PY_VENV chooses another venv (the benchmark keeps a release one apart).
 # RUNTIMEUSE_PY_PROFILE=release builds an optimised extension (default: the dev profile,
 # which reuses the workspace's debug build and compiles in well under a minute).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-VENV="$ROOT/target/native-venv"
+VENV="${RUNTIMEUSE_PY_VENV:-$ROOT/target/native-venv}"
 PY="$VENV/bin/python"
 REQ="$ROOT/python/tests/requirements.txt"
 PROFILE="${RUNTIMEUSE_PY_PROFILE:-dev}"

@@ -1,10 +1,13 @@
 //! The client and session classes of the native module.
 
-use pyo3::exceptions::{PyConnectionError, PyValueError};
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use runtimeuse_client::{RuntimeUseClient, Session};
 
+use tracing::Instrument;
+
 use crate::bridge::{LoopBridge, runtime};
+use crate::logs::call_span;
 use crate::options::{command_options, python_artifact_callback, query_options};
 use crate::stream::NativeEventStream;
 
@@ -16,26 +19,66 @@ pub(crate) struct NativeClient {
 
 #[pymethods]
 impl NativeClient {
+    /// `headers` go with every WebSocket upgrade; `token` is sent as
+    /// `Authorization: Bearer <token>`; `connect_timeout` (seconds) bounds opening a
+    /// connection.
     #[new]
-    fn new(ws_url: String) -> PyResult<Self> {
-        let client = RuntimeUseClient::builder(ws_url)
+    #[pyo3(signature = (ws_url, headers = Vec::new(), token = None, connect_timeout = None))]
+    fn new(
+        ws_url: String,
+        headers: Vec<(String, String)>,
+        token: Option<String>,
+        connect_timeout: Option<f64>,
+    ) -> PyResult<Self> {
+        let mut builder = RuntimeUseClient::builder(ws_url);
+        for (name, value) in headers {
+            builder = builder.header(name, value);
+        }
+        if let Some(token) = token {
+            builder = builder.auth_token(token);
+        }
+        if let Some(seconds) = connect_timeout {
+            let timeout = std::time::Duration::try_from_secs_f64(seconds).map_err(|e| {
+                PyValueError::new_err(format!("connect_timeout = {seconds}: {e}"))
+            })?;
+            builder = builder.connect_timeout(timeout);
+        }
+        let client = builder
             .build()
             .map_err(|e| PyValueError::new_err(e.to_string()))?;
         Ok(Self { client })
     }
 
-    /// The events of one agent invocation (`message_json`: an `invocation_message`).
-    fn query(&self, message_json: &str) -> PyResult<NativeEventStream> {
+    /// The events of one agent invocation (`message_json`: an `invocation_message`); the
+    /// Rust side's log lines go to `logger` (a `logging.Logger`) on the loop of `bridge`.
+    fn query(
+        &self,
+        py: Python<'_>,
+        message_json: &str,
+        bridge: &LoopBridge,
+        logger: Py<PyAny>,
+    ) -> PyResult<NativeEventStream> {
         let (prompt, options) = query_options(message_json, None)?;
+        let span = call_span(py, bridge, logger)?;
+        let _span = span.enter();
         let _runtime = runtime()?.enter();
         Ok(NativeEventStream::new(
             self.client.query_stream(prompt, options),
         ))
     }
 
-    /// The events of one command execution (`message_json`: a `command_execution_message`).
-    fn execute_commands(&self, message_json: &str) -> PyResult<NativeEventStream> {
+    /// The events of one command execution (`message_json`: a `command_execution_message`);
+    /// see `query` for `bridge` and `logger`.
+    fn execute_commands(
+        &self,
+        py: Python<'_>,
+        message_json: &str,
+        bridge: &LoopBridge,
+        logger: Py<PyAny>,
+    ) -> PyResult<NativeEventStream> {
         let (commands, options) = command_options(message_json, None)?;
+        let span = call_span(py, bridge, logger)?;
+        let _span = span.enter();
         let _runtime = runtime()?.enter();
         Ok(NativeEventStream::new(
             self.client.execute_commands_stream(commands, options),
@@ -48,16 +91,44 @@ impl NativeClient {
     }
 
     /// Awaitable (on the loop of `bridge`): a persistent session (one connection for many
-    /// calls).
-    fn connect<'py>(&self, py: Python<'py>, bridge: &LoopBridge) -> PyResult<Bound<'py, PyAny>> {
+    /// calls), or the error dict (as in `EventStream` items) of why there is none.
+    fn connect<'py>(
+        &self,
+        py: Python<'py>,
+        bridge: &LoopBridge,
+        logger: Py<PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let client = self.client.clone();
-        bridge.spawn(py, async move {
-            let session = client
-                .session()
-                .await
-                .map_err(|e| PyConnectionError::new_err(e.to_string()))?;
-            Ok(NativeSession { session })
-        })
+        let span = call_span(py, bridge, logger)?;
+        bridge.spawn(
+            py,
+            async move {
+                Ok(match client.session().await {
+                    Ok(session) => Connected::Session(NativeSession { session }),
+                    Err(error) => Connected::Failed(error),
+                })
+            }
+            .instrument(span),
+        )
+    }
+}
+
+/// What `Client.connect` resolves to; converted on the loop thread.
+enum Connected {
+    Session(NativeSession),
+    Failed(runtimeuse_client::Error),
+}
+
+impl<'py> IntoPyObject<'py> for Connected {
+    type Target = PyAny;
+    type Output = Bound<'py, PyAny>;
+    type Error = PyErr;
+
+    fn into_pyobject(self, py: Python<'py>) -> PyResult<Self::Output> {
+        match self {
+            Connected::Session(session) => Ok(Bound::new(py, session)?.into_any()),
+            Connected::Failed(error) => Ok(crate::convert::error_to_py(py, &error)?.into_any()),
+        }
     }
 }
 
@@ -72,15 +143,19 @@ impl NativeSession {
     /// Like `Client.query`; `on_late_artifact(filename, filepath)` (a coroutine function,
     /// run on the loop of `bridge`) answers the upload requests that arrive while the
     /// session closes.
-    #[pyo3(signature = (message_json, bridge, on_late_artifact = None))]
+    #[pyo3(signature = (message_json, bridge, logger, on_late_artifact = None))]
     fn query(
         &self,
+        py: Python<'_>,
         message_json: &str,
         bridge: &LoopBridge,
+        logger: Py<PyAny>,
         on_late_artifact: Option<Py<PyAny>>,
     ) -> PyResult<NativeEventStream> {
         let late = on_late_artifact.map(|handler| python_artifact_callback(bridge, handler));
         let (prompt, options) = query_options(message_json, late)?;
+        let span = call_span(py, bridge, logger)?;
+        let _span = span.enter();
         let _runtime = runtime()?.enter();
         Ok(NativeEventStream::new(
             self.session.query_stream(prompt, options),
@@ -88,15 +163,19 @@ impl NativeSession {
     }
 
     /// Like `Client.execute_commands`; see `query` for `on_late_artifact`.
-    #[pyo3(signature = (message_json, bridge, on_late_artifact = None))]
+    #[pyo3(signature = (message_json, bridge, logger, on_late_artifact = None))]
     fn execute_commands(
         &self,
+        py: Python<'_>,
         message_json: &str,
         bridge: &LoopBridge,
+        logger: Py<PyAny>,
         on_late_artifact: Option<Py<PyAny>>,
     ) -> PyResult<NativeEventStream> {
         let late = on_late_artifact.map(|handler| python_artifact_callback(bridge, handler));
         let (commands, options) = command_options(message_json, late)?;
+        let span = call_span(py, bridge, logger)?;
+        let _span = span.enter();
         let _runtime = runtime()?.enter();
         Ok(NativeEventStream::new(
             self.session.execute_commands_stream(commands, options),
@@ -115,17 +194,23 @@ impl NativeSession {
         &self,
         py: Python<'py>,
         bridge: &LoopBridge,
+        logger: Py<PyAny>,
         timeout: f64,
     ) -> PyResult<Bound<'py, PyAny>> {
         let timeout = std::time::Duration::try_from_secs_f64(timeout)
             .map_err(|e| PyValueError::new_err(format!("timeout = {timeout}: {e}")))?;
         let session = self.session.clone();
-        bridge.spawn(py, async move {
-            Ok(session
-                .close_with_timeout(timeout)
-                .await
-                .err()
-                .map(|e| e.to_string()))
-        })
+        let span = call_span(py, bridge, logger)?;
+        bridge.spawn(
+            py,
+            async move {
+                Ok(session
+                    .close_with_timeout(timeout)
+                    .await
+                    .err()
+                    .map(|e| e.to_string()))
+            }
+            .instrument(span),
+        )
     }
 }

@@ -186,7 +186,13 @@ pub(crate) fn error_to_py<'py>(py: Python<'py>, error: &Error) -> PyResult<Bound
             dict.set_item("message_count", *message_count)?;
             "timeout"
         }
-        Error::Connect { .. } => "connect",
+        Error::Connect { source, .. } => {
+            if let Some(io) = io_cause(source.as_ref()) {
+                dict.set_item("errno", io.raw_os_error())?;
+                dict.set_item("timed_out", io.kind() == std::io::ErrorKind::TimedOut)?;
+            }
+            "connect"
+        }
         Error::ConnectionClosed { reason } => {
             dict.set_item("reason", reason)?;
             "connection_closed"
@@ -198,6 +204,20 @@ pub(crate) fn error_to_py<'py>(py: Python<'py>, error: &Error) -> PyResult<Bound
     };
     dict.set_item("kind", kind)?;
     Ok(dict)
+}
+
+/// The I/O error behind a connect failure (refused, reset, timed out...), if there is one.
+fn io_cause<'e>(
+    error: &'e (dyn std::error::Error + Send + Sync + 'static),
+) -> Option<&'e std::io::Error> {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(cause) = current {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            return Some(io);
+        }
+        current = cause.source();
+    }
+    None
 }
 
 fn timeout_kind_name(kind: TimeoutKind) -> &'static str {

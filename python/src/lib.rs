@@ -11,6 +11,7 @@
 mod bridge;
 mod client;
 mod convert;
+mod logs;
 mod options;
 mod stream;
 
@@ -18,6 +19,7 @@ use pyo3::prelude::*;
 
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    logs::install();
     m.add_class::<client::NativeClient>()?;
     m.add_class::<client::NativeSession>()?;
     m.add_class::<stream::NativeEventStream>()?;

@@ -71,9 +71,11 @@ impl Connection {
         let ws = tokio::time::timeout(config.connect_timeout, crate::tls::dial(request))
             .await
             .map_err(|_| {
-                connect_error(
-                    format!("no WebSocket handshake within {:?}", config.connect_timeout).into(),
-                )
+                // An io::Error of kind TimedOut, so that callers can tell a timeout apart.
+                connect_error(Box::new(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no WebSocket handshake within {:?}", config.connect_timeout),
+                )))
             })?
             .map_err(|e| connect_error(describe_handshake_error(e)))?;
         let (outbox_tx, outbox_rx) = mpsc::unbounded_channel();

@@ -70,9 +70,24 @@ def command_execution_json(
     ).model_dump_json()
 
 
-def _error_from_native(
-    payload: dict[str, Any], options: QueryOptions | ExecuteCommandsOptions, cancelled: str
-) -> BaseException:
+def connect_error(payload: dict[str, Any]) -> OSError:
+    """A connect failure as the exception the published client raises for it: the
+    ``OSError`` subclass of its errno (``ConnectionRefusedError`` for a refused
+    connection), ``TimeoutError`` when the handshake took too long, else
+    ``ConnectionError`` (an HTTP refusal of the upgrade, e.g. 401, says its status in the
+    message)."""
+    message = payload["message"]
+    if payload.get("timed_out"):
+        return TimeoutError(message)
+    errno = payload.get("errno")
+    if errno is not None:
+        # OSError(errno, ...) is the errno's subclass: ConnectionRefusedError for
+        # ECONNREFUSED, ConnectionResetError for ECONNRESET...
+        return OSError(errno, message)
+    return ConnectionError(message)
+
+
+def error_from_native(payload: dict[str, Any], cancelled: str) -> BaseException:
     """The exception a user sees for an error of the native client."""
     kind = payload["kind"]
     message = payload["message"]
@@ -83,7 +98,7 @@ def _error_from_native(
     if kind == "timeout":
         return TimeoutError(message)
     if kind == "connect":
-        return ConnectionError(message)
+        return connect_error(payload)
     if kind == "connection_closed":
         return AgentRuntimeError(
             "No result message received", metadata={"reason": payload["reason"]}
@@ -172,7 +187,7 @@ class Call:
                         raise CancelledException(self.cancelled_message)
                     return payload
                 if kind == "error":
-                    raise _error_from_native(payload, self.options, self.cancelled_message)
+                    raise error_from_native(payload, self.cancelled_message)
                 if self.abort_event.is_set():
                     # The runtime is cancelling; nothing more reaches the callbacks.
                     if kind == "artifact_upload_request_message":

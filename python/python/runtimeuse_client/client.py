@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from contextlib import asynccontextmanager
-from typing import AsyncIterator
+from typing import AsyncIterator, Mapping
 
 from . import _native
 from ._loop import current_bridge
@@ -19,6 +19,7 @@ from ._request import (
     command_execution_json,
     command_result,
     default_logger,
+    error_from_native,
     invocation_json,
     query_result,
 )
@@ -67,6 +68,7 @@ class RuntimeUseSession:
             stream = self._native.query(
                 invocation_json(prompt, options),
                 current_bridge(),
+                options.logger or default_logger,
                 self._late_artifact_handler(options),
             )
             payload = await Call(
@@ -83,6 +85,7 @@ class RuntimeUseSession:
             stream = self._native.execute_commands(
                 command_execution_json(commands, options),
                 current_bridge(),
+                options.logger or default_logger,
                 self._late_artifact_handler(options),
             )
             payload = await Call(
@@ -119,7 +122,9 @@ class RuntimeUseSession:
         return answer
 
     async def _end_session(self) -> None:
-        problem = await self._native.close(current_bridge(), self._end_session_timeout_s)
+        problem = await self._native.close(
+            current_bridge(), default_logger, self._end_session_timeout_s
+        )
         if problem is not None:
             default_logger.warning("runtimeuse session did not end cleanly: %s", problem)
 
@@ -132,14 +137,30 @@ class RuntimeUseClient:
     message parsing and dispatch run in Rust; callbacks are awaited on the caller's event
     loop.
 
-    Raises ``ValueError`` for a URL that is not a WebSocket URL.
+    Authentication: a runtime started with a token accepts it as ``?token=`` in the URL,
+    or as a header: pass ``token="..."`` (sent as ``Authorization: Bearer ...``) or any
+    ``headers={...}``; both go with every connection's upgrade request and never appear
+    in logs or error messages. ``connect_timeout`` (seconds, default 60) bounds opening a
+    connection (TCP, TLS and upgrade); expiry raises ``TimeoutError``.
+
+    Raises ``ValueError`` for a URL that is not a WebSocket URL or a header that is not
+    valid HTTP.
     """
 
-    def __init__(self, ws_url: str | None = None) -> None:
+    def __init__(
+        self,
+        ws_url: str | None = None,
+        *,
+        headers: Mapping[str, str] | None = None,
+        token: str | None = None,
+        connect_timeout: float | None = None,
+    ) -> None:
         if ws_url is None:
             raise ValueError("ws_url must be provided")
         self.ws_url = ws_url
-        self._native = _native.Client(ws_url)
+        self._native = _native.Client(
+            ws_url, list((headers or {}).items()), token, connect_timeout
+        )
         self._abort_event = asyncio.Event()
 
     def abort(self) -> None:
@@ -156,7 +177,10 @@ class RuntimeUseClient:
 
         Raises ``ConnectionError`` when the runtime cannot be reached.
         """
-        session = RuntimeUseSession(await self._native.connect(current_bridge()))
+        native = await self._native.connect(current_bridge(), default_logger)
+        if isinstance(native, dict):
+            raise error_from_native(native, QUERY_CANCELLED)
+        session = RuntimeUseSession(native)
         try:
             yield session
         finally:
@@ -171,11 +195,18 @@ class RuntimeUseClient:
                 ended without a result.
             CancelledException: :meth:`abort` was called.
             TimeoutError: ``options.timeout`` expired.
-            ConnectionError: the runtime could not be reached.
+            ConnectionError: the runtime could not be reached; as with the published
+                client, the ``OSError`` subclass of the cause when there is one
+                (``ConnectionRefusedError`` for a refused connection), and
+                ``TimeoutError`` when ``connect_timeout`` expired. A connection that
+                drops mid-call raises ``AgentRuntimeError("No result message received")``
+                with the reason in ``metadata["reason"]``, as the published client does.
             Exception: whatever a callback raised (the call is stopped).
         """
         self._abort_event = asyncio.Event()
-        stream = self._native.query(invocation_json(prompt, options))
+        stream = self._native.query(
+            invocation_json(prompt, options), current_bridge(), options.logger or default_logger
+        )
         payload = await Call(
             stream, options, self._abort_event, QUERY_CANCELLED, "result_message"
         ).run()
@@ -195,7 +226,11 @@ class RuntimeUseClient:
         Raises: as :meth:`query`.
         """
         self._abort_event = asyncio.Event()
-        stream = self._native.execute_commands(command_execution_json(commands, options))
+        stream = self._native.execute_commands(
+            command_execution_json(commands, options),
+            current_bridge(),
+            options.logger or default_logger,
+        )
         payload = await Call(
             stream,
             options,
