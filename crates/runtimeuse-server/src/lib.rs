@@ -24,6 +24,7 @@ pub mod download;
 mod listener;
 pub mod logging;
 pub mod outbox;
+pub mod process;
 pub mod redact;
 mod request;
 pub mod result_size;

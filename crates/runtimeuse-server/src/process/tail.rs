@@ -1,0 +1,70 @@
+//! A bounded tail of a child's stderr, read in the background.
+
+use std::sync::{Arc, Mutex};
+
+use tokio::io::{AsyncRead, AsyncReadExt as _};
+use tokio::sync::watch;
+
+/// The last bytes a child wrote to stderr, kept while it runs (a cheap handle; clones
+/// share the tail).
+#[derive(Debug, Clone)]
+pub struct StderrTail {
+    bytes: Arc<Mutex<Vec<u8>>>,
+    done: watch::Receiver<bool>,
+}
+
+impl StderrTail {
+    /// Starts reading `stderr` in a task, keeping its last `limit` bytes and logging each
+    /// chunk at debug level (target `runtimeuse::process`, redacted by the log layer).
+    pub(super) fn spawn<R>(mut stderr: R, limit: usize, pid: u32) -> Self
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+    {
+        let bytes = Arc::new(Mutex::new(Vec::new()));
+        let (done_tx, done) = watch::channel(false);
+        let keep = bytes.clone();
+        let reader = async move {
+            let mut buf = vec![0_u8; 8 * 1024];
+            loop {
+                let n = match stderr.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
+                let chunk = &buf[..n];
+                tracing::debug!(target: "runtimeuse::process", pid, stderr = %String::from_utf8_lossy(chunk));
+                if let Ok(mut tail) = keep.lock() {
+                    tail.extend_from_slice(chunk);
+                    if tail.len() > limit {
+                        let cut = tail.len() - limit;
+                        tail.drain(..cut);
+                    }
+                }
+            }
+            let _ = done_tx.send(true);
+        };
+        tokio::spawn(tracing::Instrument::in_current_span(reader));
+        Self { bytes, done }
+    }
+
+    /// The tail so far as text: invalid UTF-8 becomes U+FFFD, and a char cut at the front
+    /// by the limit is dropped.
+    pub fn text(&self) -> String {
+        let Ok(bytes) = self.bytes.lock() else {
+            return String::new();
+        };
+        // Skip continuation bytes left at the front by the cut.
+        let start = bytes
+            .iter()
+            .take(3)
+            .take_while(|&&b| b & 0xC0 == 0x80)
+            .count();
+        String::from_utf8_lossy(&bytes[start..]).into_owned()
+    }
+
+    /// Waits until stderr reached its end (the child and every process holding the pipe
+    /// are gone). Callers bound this with a timeout: a background grandchild may hold it.
+    pub async fn closed(&self) {
+        let mut done = self.done.clone();
+        let _ = done.wait_for(|done| *done).await;
+    }
+}
