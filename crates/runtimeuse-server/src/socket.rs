@@ -304,7 +304,7 @@ async fn write_frames<S>(
                 }
             }
             outbox.close();
-            if flushed && send(&mut sink, &shared, Message::Close(None)).await {
+            if flushed && send(&mut sink, &shared, Message::Close(Some(normal_close()))).await {
                 linger(&shared).await;
             }
         }
@@ -319,6 +319,14 @@ async fn write_frames<S>(
             }
         }
         WriterEnd::Gone => outbox.close(),
+    }
+}
+
+/// The close frame of a session that ended as it should (1000).
+fn normal_close() -> CloseFrame {
+    CloseFrame {
+        code: CloseCode::Normal,
+        reason: Utf8Bytes::from_static(""),
     }
 }
 
