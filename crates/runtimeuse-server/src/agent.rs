@@ -24,7 +24,9 @@ pub struct AgentRequest {
     pub model: String,
     /// The caller's JSON schema, already unwrapped from `{"type":"json_schema","schema":…}`.
     pub output_schema: Option<Value>,
-    /// The runtime's environment with `agent_env` merged over it.
+    /// The runtime's environment with `agent_env` merged over it: that of
+    /// [`Environment::inherited`](crate::process::Environment::inherited) (no `RUNTIMEUSE_*`
+    /// settings, no withheld credentials, no variable that is not UTF-8).
     pub env: BTreeMap<String, String>,
     /// The request's secrets.
     pub secrets: Redactor,

@@ -18,6 +18,7 @@ use crate::artifacts::Artifacts;
 use crate::command::{CommandError, CommandOptions, run_command};
 use crate::download::{DownloadError, download_with};
 use crate::outbox::Outbox;
+use crate::process::Environment;
 use crate::result_size::fit_results;
 use crate::schema::{parse_output_schema, validate};
 use crate::session::SessionConfig;
@@ -181,7 +182,10 @@ async fn invocation_steps(ctx: &RequestContext, inv: Invocation) -> Result<Serve
     download_all(ctx, inv.pre_agent_downloadables.as_ref()).await?;
     run_phase_commands(ctx, inv.pre_agent_invocation_commands.as_ref(), "pre-agent").await?;
 
-    let mut env: BTreeMap<String, String> = std::env::vars().collect();
+    // The runtime's environment minus its own settings and withheld credentials; a
+    // variable that is not UTF-8 is left out here (it cannot travel as JSON), never a
+    // reason to fail.
+    let mut env: BTreeMap<String, String> = Environment::inherited().to_utf8();
     env.extend(inv.agent_env.clone().unwrap_or_default());
     let request = AgentRequest {
         system_prompt: inv.system_prompt.clone(),

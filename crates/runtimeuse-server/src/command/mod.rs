@@ -1,27 +1,27 @@
-//! Running shell commands: process groups, streamed output, captured stdout, killing trees.
+//! Running shell commands: streamed output, captured stdout, killing trees.
 //!
-//! [`run_command`] starts `/bin/sh -c <command>` as the leader of a new process group,
+//! [`run_command`] starts `/bin/sh -c <command>` through [`crate::process`] (its own
+//! process group, its tree contained by a cgroup or the subreaper sweep),
 //! streams both pipes through the session's [`Outbox`] as `command_output_message`s while
-//! it runs, and on cancellation or timeout kills the whole group (grandchildren included).
+//! it runs, and on cancellation or timeout kills the whole tree (grandchildren included,
+//! even those that called `setsid`).
 
-mod group;
 mod pump;
 
 use std::future::Future;
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::pin::{Pin, pin};
-use std::process::{ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::time::Duration;
 
 use runtimeuse_protocol::{Command, OutputStream};
-use tokio::process::Child;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::outbox::Outbox;
+use crate::process::{Environment, Process, ProcessError, Spawn};
 
-use self::group::ProcessGroup;
 use self::pump::{PumpContext, pump};
 
 /// Default cap on captured stdout in a command result (10 MiB).
@@ -108,8 +108,9 @@ pub enum CommandError {
 ///
 /// - The working directory is `command.cwd` (relative paths against
 ///   `options.default_cwd`) or `options.default_cwd`, created if missing.
-/// - `command.env` is merged over the runtime's own environment, then the variables named
-///   in `options.env_remove` are taken out; stdin is `/dev/null`.
+/// - `command.env` is merged over [`Environment::inherited`] (the runtime's environment
+///   without its `RUNTIMEUSE_*` settings and withheld credentials), then the variables
+///   named in `options.env_remove` are taken out; stdin is `/dev/null`.
 /// - stdout and stderr are streamed while the command runs, each as UTF-8 text (invalid
 ///   bytes become U+FFFD) redacted with the outbox's secrets, and captured up to
 ///   `options.capture_limit` bytes each. Sending waits for room in the outbox, which slows
@@ -117,12 +118,12 @@ pub enum CommandError {
 ///   error: the output is then read and dropped.
 /// - After the shell exits, pipes still held open by background processes are read for at
 ///   most `options.drain_after_exit`; those processes are left running.
-/// - When `cancel` fires, the process group gets SIGTERM, then SIGKILL once
+/// - When `cancel` fires, the process group gets SIGTERM, then the whole tree SIGKILL once
 ///   `options.kill_grace` has passed without the shell exiting, then SIGKILL again after
-///   the shell is reaped so no grandchild survives; the result is
-///   [`CommandError::Cancelled`]. `options.timeout` kills the group the same way but
+///   the shell is reaped so no descendant survives; the result is
+///   [`CommandError::Cancelled`]. `options.timeout` kills the tree the same way but
 ///   returns an outcome with `timed_out` set.
-/// - If the returned future is dropped before it completes, the group is killed with SIGKILL.
+/// - If the returned future is dropped before it completes, the tree is killed with SIGKILL.
 ///
 /// # Errors
 ///
@@ -160,9 +161,9 @@ pub async fn run_command(
     if cancel.is_cancelled() {
         return Err(CommandError::Cancelled);
     }
-    let (mut child, mut group) = spawn_shell(command, options).await?;
-    let pid = child.id().unwrap_or_default();
-    let (Some(stdout), Some(stderr)) = (child.stdout.take(), child.stderr.take()) else {
+    let mut child = spawn_shell(command, options).await?;
+    let pid = child.id();
+    let (Some(stdout), Some(stderr)) = (child.take_stdout(), child.take_stderr()) else {
         return Err(CommandError::Spawn(std::io::Error::other(
             "the shell's output pipes are missing",
         )));
@@ -197,15 +198,15 @@ pub async fn run_command(
     let (exit_code, timed_out) = match end {
         End::Exited(status) => (exit_code(status), false),
         End::Cancelled => {
-            let killing = group.terminate(&mut child, options.kill_grace);
+            let killing = child.stop(options.kill_grace);
             let status = while_pumping(killing, &mut pumps, &mut pumped).await;
-            tracing::debug!(pid, ?status, "command cancelled; process group killed");
+            tracing::debug!(pid, ?status, "command cancelled; process tree killed");
             return Err(CommandError::Cancelled);
         }
         End::TimedOut => {
-            let killing = group.terminate(&mut child, options.kill_grace);
+            let killing = child.stop(options.kill_grace);
             let status = while_pumping(killing, &mut pumps, &mut pumped).await;
-            tracing::debug!(pid, ?status, "command timed out; process group killed");
+            tracing::debug!(pid, ?status, "command timed out; process tree killed");
             (TIMEOUT_EXIT_CODE, true)
         }
     };
@@ -218,14 +219,14 @@ pub async fn run_command(
             biased;
             () = cancel.cancelled() => {
                 // Background processes still hold the pipes (or the client is slow).
-                let status = group.terminate(&mut child, options.kill_grace).await;
-                tracing::debug!(pid, ?status, "command cancelled while draining; process group killed");
+                let status = child.stop(options.kill_grace).await;
+                tracing::debug!(pid, ?status, "command cancelled while draining; process tree killed");
                 return Err(CommandError::Cancelled);
             }
             output = &mut pumps => output,
         }
     };
-    group.disarm();
+    child.release();
     let stdout = stdout.map_err(CommandError::Io)?;
     let stderr = stderr.map_err(CommandError::Io)?;
     tracing::debug!(pid, exit_code, timed_out, "command finished");
@@ -239,11 +240,9 @@ pub async fn run_command(
     })
 }
 
-/// Creates the working directory and starts the shell as the leader of a new process group.
-async fn spawn_shell(
-    command: &Command,
-    options: &CommandOptions,
-) -> Result<(Child, ProcessGroup), CommandError> {
+/// Creates the working directory and starts the shell through the process primitive
+/// (its own process group and tree containment, an explicit environment).
+async fn spawn_shell(command: &Command, options: &CommandOptions) -> Result<Process, CommandError> {
     let cwd = command.cwd.as_ref().map_or_else(
         || options.default_cwd.clone(),
         |cwd| options.default_cwd.join(cwd),
@@ -255,32 +254,22 @@ async fn spawn_shell(
             source,
         })?;
 
-    let mut shell = tokio::process::Command::new("/bin/sh");
-    shell
+    let mut env = Environment::inherited();
+    if let Some(vars) = &command.env {
+        env.extend(vars);
+    }
+    for name in &options.env_remove {
+        env.remove(name);
+    }
+    let child = Spawn::new("/bin/sh")
         .arg("-c")
         .arg(&command.command)
         .current_dir(&cwd)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        // Only the shell; the process group guard takes care of the rest.
-        .kill_on_drop(true);
-    if let Some(env) = &command.env {
-        shell.envs(env);
-    }
-    for name in &options.env_remove {
-        shell.env_remove(name);
-    }
-    let child = shell.spawn().map_err(CommandError::Spawn)?;
-    let pid = child.id().unwrap_or_default();
-    let group = ProcessGroup::led_by(pid).ok_or_else(|| {
-        CommandError::Spawn(std::io::Error::other(
-            "the shell exited before its process id could be read",
-        ))
-    })?;
-    tracing::debug!(pid, cwd = %cwd.display(), "command started");
-    Ok((child, group))
+        .env(env)
+        .spawn()
+        .map_err(|ProcessError::Spawn { source, .. }| CommandError::Spawn(source))?;
+    tracing::debug!(pid = child.id(), cwd = %cwd.display(), "command started");
+    Ok(child)
 }
 
 /// How the wait for the shell ended.
