@@ -23,6 +23,7 @@ pub mod command;
 pub mod download;
 mod listener;
 pub mod logging;
+pub mod metrics;
 pub mod outbox;
 pub mod process;
 pub mod redact;

@@ -88,7 +88,7 @@ impl Outbox {
     /// Redacts, serialises and queues `message`, waiting while the queue is full.
     pub async fn send(&self, message: ServerMessage) -> Result<(), OutboxClosed> {
         let frame = encode_with(&self.redactor(), message);
-        self.tx.send(frame).await.map_err(|_| OutboxClosed)
+        self.queue(frame).await
     }
 
     /// Like [`send`](Self::send), also redacting `extra` secrets from this one message
@@ -100,7 +100,14 @@ impl Outbox {
         extra: &Redactor,
     ) -> Result<(), OutboxClosed> {
         let frame = encode_with(&self.redactor().union(extra), message);
-        self.tx.send(frame).await.map_err(|_| OutboxClosed)
+        self.queue(frame).await
+    }
+
+    async fn queue(&self, frame: String) -> Result<(), OutboxClosed> {
+        let len = frame.len();
+        self.tx.send(frame).await.map_err(|_| OutboxClosed)?;
+        crate::metrics::bytes_streamed(len);
+        Ok(())
     }
 
     /// Whether the receiving side is gone.

@@ -144,7 +144,9 @@ async fn run_phase_commands(
         ..ctx.config.commands.clone()
     };
     for command in commands.into_iter().flatten() {
-        let outcome = run_command(command, &options, &ctx.outbox, &ctx.cancel).await?;
+        let result = run_command(command, &options, &ctx.outbox, &ctx.cancel).await;
+        crate::metrics::observe_command(&result);
+        let outcome = result?;
         if outcome.exit_code != 0 {
             let mut error = named_error(
                 format!(
@@ -292,7 +294,9 @@ async fn command_steps(
     };
     let mut results = Vec::with_capacity(execution.commands.len());
     for command in &execution.commands {
-        let outcome = run_command(command, &options, &ctx.outbox, &ctx.cancel).await?;
+        let result = run_command(command, &options, &ctx.outbox, &ctx.cancel).await;
+        crate::metrics::observe_command(&result);
+        let outcome = result?;
         let failed = outcome.exit_code != 0;
         results.push(CommandResultItem {
             command: command.command.clone(),

@@ -214,6 +214,7 @@ impl Server {
         };
         let app = Router::new()
             .route("/health", get(health))
+            .route("/metrics", get(crate::metrics::serve))
             .fallback(upgrade)
             .with_state(state.clone());
         info!(addr = %self.addr, agent = state.session.agent.name(), "listening");

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use runtimeuse_protocol::{
     ClientMessage, ErrorMessage, Incoming, RequestEnvelope, ServerMessage, parse_client_frame,
@@ -22,6 +22,7 @@ use crate::agent::Agent;
 use crate::artifacts::{ArtifactOptions, Artifacts};
 use crate::command::CommandOptions;
 use crate::logging::add_span_secrets;
+use crate::metrics::{RequestKind, SessionGuard, request_finished};
 use crate::outbox::{DEFAULT_OUTBOX_CAPACITY, Outbox};
 use crate::redact::Redactor;
 use crate::request::{RequestContext, run_command_execution, run_invocation};
@@ -109,6 +110,8 @@ pub enum SessionEnd {
 struct Running {
     cancel: CancellationToken,
     handle: JoinHandle<ServerMessage>,
+    kind: RequestKind,
+    started: Instant,
 }
 
 /// A session's state. Create with [`Session::new`], then [`Session::run`].
@@ -156,6 +159,7 @@ impl Session {
     ) -> SessionEnd {
         let span = self.span.clone();
         async move {
+            let _open = SessionGuard::open();
             info!("session started");
             let end = self.serve(&mut inbound, &shutdown).await;
             self.finish(end, &mut inbound).await;
@@ -182,10 +186,12 @@ impl Session {
                 biased;
                 () = shutdown.cancelled() => return SessionEnd::Shutdown,
                 joined = request_done => {
-                    self.current = None;
                     let terminal = joined.unwrap_or_else(|e| {
                         ServerMessage::error(format!("internal error: request task failed: {e}"))
                     });
+                    if let Some(done) = self.current.take() {
+                        request_finished(done.kind, &terminal, done.started.elapsed());
+                    }
                     debug!(message_type = terminal.message_type(), "request finished");
                     let _ = self.outbox.send(terminal).await;
                 }
@@ -225,13 +231,17 @@ impl Session {
         match message {
             ClientMessage::InvocationMessage(invocation) => {
                 let envelope = invocation.envelope();
-                self.start(envelope, move |ctx| run_invocation(ctx, invocation))
-                    .await;
+                self.start(envelope, RequestKind::Invocation, move |ctx| {
+                    run_invocation(ctx, invocation)
+                })
+                .await;
             }
             ClientMessage::CommandExecutionMessage(execution) => {
                 let envelope = execution.envelope();
-                self.start(envelope, move |ctx| run_command_execution(ctx, execution))
-                    .await;
+                self.start(envelope, RequestKind::CommandExecution, move |ctx| {
+                    run_command_execution(ctx, execution)
+                })
+                .await;
             }
             ClientMessage::ArtifactUploadResponseMessage(response) => {
                 self.artifacts.on_upload_response(response);
@@ -248,7 +258,7 @@ impl Session {
         Flow::Continue
     }
 
-    async fn start<F, Fut>(&mut self, envelope: RequestEnvelope, work: F)
+    async fn start<F, Fut>(&mut self, envelope: RequestEnvelope, kind: RequestKind, work: F)
     where
         F: FnOnce(RequestContext) -> Fut,
         Fut: Future<Output = ServerMessage> + Send + 'static,
@@ -280,7 +290,12 @@ impl Session {
         let span = info_span!("request", source_id);
         span.in_scope(|| info!("request started"));
         let handle = tokio::spawn(work(ctx).instrument(span));
-        self.current = Some(Running { cancel, handle });
+        self.current = Some(Running {
+            cancel,
+            handle,
+            kind,
+            started: Instant::now(),
+        });
     }
 
     /// Makes `secrets` the session's: redacted from every later message and log line.
@@ -318,6 +333,7 @@ impl Session {
                     ServerMessage::error(crate::CANCELLED)
                 }
             };
+            request_finished(running.kind, &terminal, running.started.elapsed());
             if end != SessionEnd::ClientGone {
                 let _ = self.outbox.send(terminal).await;
             }

@@ -108,10 +108,12 @@ pub async fn upload_file(
         let error = match put_once(http, path, url, content_type, policy.stall_timeout).await {
             Ok(len) => {
                 tracing::debug!(url = %shown, attempt, bytes = len, "upload done");
+                crate::metrics::artifact_finished(true);
                 return Ok(len);
             }
             Err(Failure::Fatal(e)) => {
                 tracing::warn!(url = %shown, attempt, error = %e, "upload failed");
+                crate::metrics::artifact_finished(false);
                 return Err(e);
             }
             Err(Failure::Retryable(e)) => e,
@@ -121,6 +123,7 @@ pub async fn upload_file(
                 url = %shown, attempt, error = %error,
                 "upload failed, no retries left"
             );
+            crate::metrics::artifact_finished(false);
             return Err(error);
         }
         tracing::info!(
