@@ -4,10 +4,13 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use runtimeuse_client::{RuntimeUseClient, Session};
 
+use std::sync::{Arc, PoisonError};
+
 use tracing::Instrument;
 
 use crate::bridge::{LoopBridge, runtime};
 use crate::logs::call_span;
+use crate::transport::{TransportLoop, python_transport};
 use crate::options::{command_options, python_artifact_callback, query_options};
 use crate::stream::NativeEventStream;
 
@@ -15,6 +18,17 @@ use crate::stream::NativeEventStream;
 #[pyclass(module = "runtimeuse_client._native", name = "Client", frozen)]
 pub(crate) struct NativeClient {
     client: RuntimeUseClient,
+    /// Set with a custom transport: the loop it runs on (that of the latest call).
+    transport_loop: Option<TransportLoop>,
+}
+
+impl NativeClient {
+    /// Notes the loop of a call about to start, for a custom transport to run on.
+    fn use_loop(&self, bridge: &LoopBridge) {
+        if let Some(event_loop) = &self.transport_loop {
+            *event_loop.lock().unwrap_or_else(PoisonError::into_inner) = Some(bridge.queue());
+        }
+    }
 }
 
 #[pymethods]
@@ -23,14 +37,23 @@ impl NativeClient {
     /// `Authorization: Bearer <token>`; `connect_timeout` (seconds) bounds opening a
     /// connection.
     #[new]
-    #[pyo3(signature = (ws_url, headers = Vec::new(), token = None, connect_timeout = None))]
+    /// With `transport` (a Python transport, see `_transport.py`) no WebSocket is opened
+    /// and `ws_url` only names the runtime.
+    #[pyo3(signature = (ws_url, headers = Vec::new(), token = None, connect_timeout = None, transport = None))]
     fn new(
         ws_url: String,
         headers: Vec<(String, String)>,
         token: Option<String>,
         connect_timeout: Option<f64>,
+        transport: Option<Py<PyAny>>,
     ) -> PyResult<Self> {
         let mut builder = RuntimeUseClient::builder(ws_url);
+        let mut transport_loop = None;
+        if let Some(transport) = transport {
+            let event_loop = TransportLoop::default();
+            builder = builder.transport(python_transport(transport, Arc::clone(&event_loop)));
+            transport_loop = Some(event_loop);
+        }
         for (name, value) in headers {
             builder = builder.header(name, value);
         }
@@ -46,7 +69,10 @@ impl NativeClient {
         let client = builder
             .build()
             .map_err(|e| PyValueError::new_err(e.to_string()))?;
-        Ok(Self { client })
+        Ok(Self {
+            client,
+            transport_loop,
+        })
     }
 
     /// The events of one agent invocation (`message_json`: an `invocation_message`); the
@@ -59,6 +85,7 @@ impl NativeClient {
         logger: Py<PyAny>,
     ) -> PyResult<NativeEventStream> {
         let (prompt, options) = query_options(message_json, None)?;
+        self.use_loop(bridge);
         let span = call_span(py, bridge, logger)?;
         let _span = span.enter();
         let _runtime = runtime()?.enter();
@@ -77,6 +104,7 @@ impl NativeClient {
         logger: Py<PyAny>,
     ) -> PyResult<NativeEventStream> {
         let (commands, options) = command_options(message_json, None)?;
+        self.use_loop(bridge);
         let span = call_span(py, bridge, logger)?;
         let _span = span.enter();
         let _runtime = runtime()?.enter();
@@ -99,6 +127,7 @@ impl NativeClient {
         logger: Py<PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let client = self.client.clone();
+        self.use_loop(bridge);
         let span = call_span(py, bridge, logger)?;
         bridge.spawn(
             py,

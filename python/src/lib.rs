@@ -14,6 +14,7 @@ mod convert;
 mod logs;
 mod options;
 mod stream;
+mod transport;
 
 use pyo3::prelude::*;
 
@@ -26,6 +27,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<stream::ArtifactRequest>()?;
     m.add_class::<bridge::LoopBridge>()?;
     m.add_class::<options::LateAnswer>()?;
+    m.add_class::<transport::TransportEnd>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

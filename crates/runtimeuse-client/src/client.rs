@@ -53,6 +53,7 @@ impl RuntimeUseClient {
                 url: ws_url.into(),
                 headers: Vec::new(),
                 connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+                transport: None,
             }),
             abort: AbortHandle::new(),
         }
@@ -77,6 +78,7 @@ impl RuntimeUseClient {
             url: ws_url.into(),
             headers: Vec::new(),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            transport: None,
         }
     }
 
@@ -247,6 +249,7 @@ pub struct ClientBuilder {
     url: String,
     headers: Vec<(String, String)>,
     connect_timeout: Duration,
+    transport: Option<crate::Transport>,
 }
 
 /// Header values (the auth token among them) and URL credentials stay out of it.
@@ -271,6 +274,13 @@ impl ClientBuilder {
     /// How long opening the WebSocket (TCP, TLS and upgrade) may take.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
+        self
+    }
+
+    /// Reaches the runtime through `transport` instead of a WebSocket to the URL (which
+    /// then only names the runtime in errors and logs; headers are not used).
+    pub fn transport(mut self, transport: crate::Transport) -> Self {
+        self.transport = Some(transport);
         self
     }
 
@@ -308,6 +318,7 @@ impl ClientBuilder {
                 url: self.url,
                 headers,
                 connect_timeout: self.connect_timeout,
+                transport: self.transport,
             }),
             abort: AbortHandle::new(),
         })

@@ -12,9 +12,48 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::Error;
+use crate::transport::{Transport, TransportLink};
 use crate::url_mask::{mask_url, scrub};
 
 type WsStream = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// What carries the frames: this crate's WebSocket, or a custom transport's link.
+pub(crate) enum Link {
+    Ws(Box<WsStream>),
+    Custom(TransportLink),
+}
+
+impl Link {
+    async fn send(&mut self, message: Message) -> Result<(), tungstenite::Error> {
+        match self {
+            Link::Ws(ws) => ws.send(message).await,
+            Link::Custom(link) => link.send(message),
+        }
+    }
+
+    async fn close(&mut self) {
+        match self {
+            Link::Ws(ws) => {
+                let _ = WebSocketStream::close(&mut **ws, None).await;
+            }
+            Link::Custom(link) => link.close(),
+        }
+    }
+}
+
+impl futures_util::Stream for Link {
+    type Item = Result<Message, tungstenite::Error>;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        match self.get_mut() {
+            Link::Ws(ws) => ws.poll_next_unpin(cx),
+            Link::Custom(link) => link.poll_next_unpin(cx),
+        }
+    }
+}
 
 /// How long sending the close frame may take.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -26,6 +65,8 @@ pub(crate) struct ConnectConfig {
     pub url: String,
     pub headers: Vec<(HeaderName, HeaderValue)>,
     pub connect_timeout: Duration,
+    /// Used instead of the WebSocket when set (`url` then only names the runtime).
+    pub transport: Option<Transport>,
 }
 
 impl std::fmt::Debug for ConnectConfig {
@@ -35,6 +76,7 @@ impl std::fmt::Debug for ConnectConfig {
             .field("url", &mask_url(&self.url))
             .field("headers", &header_names)
             .field("connect_timeout", &self.connect_timeout)
+            .field("custom_transport", &self.transport.is_some())
             .finish()
     }
 }
@@ -45,7 +87,7 @@ impl std::fmt::Debug for ConnectConfig {
 /// given from an event stream, possibly from another task) are written by whoever is
 /// reading the connection at the time.
 pub(crate) struct Connection {
-    pub ws: WsStream,
+    pub ws: Link,
     pub outbox_tx: mpsc::UnboundedSender<ClientMessage>,
     pub outbox_rx: mpsc::UnboundedReceiver<ClientMessage>,
     closed: bool,
@@ -61,6 +103,18 @@ impl Connection {
                 None => source,
             },
         };
+        if let Some(transport) = &config.transport {
+            tracing::debug!(url = %mask_url(&config.url), "opening a custom transport");
+            let link = tokio::time::timeout(config.connect_timeout, transport())
+                .await
+                .map_err(|_| {
+                    connect_error(Box::new(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("the transport did not open within {:?}", config.connect_timeout),
+                    )))
+                })??;
+            return Ok(Self::over(Link::Custom(link)));
+        }
         let mut request = config
             .url
             .as_str()
@@ -78,13 +132,17 @@ impl Connection {
                 )))
             })?
             .map_err(|e| connect_error(describe_handshake_error(e)))?;
+        Ok(Self::over(Link::Ws(Box::new(ws))))
+    }
+
+    fn over(ws: Link) -> Self {
         let (outbox_tx, outbox_rx) = mpsc::unbounded_channel();
-        Ok(Self {
+        Self {
             ws,
             outbox_tx,
             outbox_rx,
             closed: false,
-        })
+        }
     }
 
     /// Whether the socket is known to be unusable.
@@ -166,7 +224,7 @@ impl Connection {
     pub async fn close(&mut self) {
         if !self.closed {
             self.closed = true;
-            let _ = tokio::time::timeout(CLOSE_TIMEOUT, self.ws.close(None)).await;
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, self.ws.close()).await;
         }
     }
 }

@@ -85,6 +85,7 @@ mod result;
 mod session;
 mod stream;
 mod tls;
+mod transport;
 mod url_mask;
 
 pub use abort::AbortHandle;
@@ -98,6 +99,7 @@ pub use options::{ExecuteCommandsOptions, QueryOptions};
 pub use result::{CommandExecutionResult, QueryData, QueryResult};
 pub use session::{DEFAULT_END_SESSION_TIMEOUT, Session};
 pub use stream::{ArtifactUploadRequestEvent, Event, EventStream};
+pub use transport::{Transport, TransportLink};
 
 /// Wire types used in this crate's API, re-exported from `runtimeuse-protocol`.
 pub use runtimeuse_protocol::{

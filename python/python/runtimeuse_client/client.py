@@ -23,6 +23,7 @@ from ._request import (
     invocation_json,
     query_result,
 )
+from ._transport import Transport
 from .types import (
     ArtifactUploadRequestMessageInterface,
     ArtifactUploadResult,
@@ -143,23 +144,38 @@ class RuntimeUseClient:
     in logs or error messages. ``connect_timeout`` (seconds, default 60) bounds opening a
     connection (TCP, TLS and upgrade); expiry raises ``TimeoutError``.
 
+    ``transport`` replaces the WebSocket, as in the published client: a callable taking
+    an ``asyncio.Queue`` of outgoing messages and returning an async generator of the
+    runtime's messages (see ``runtimeuse_client._transport``). Connection, message
+    parsing and the request state machine stay in Rust; the transport only carries
+    messages. Unlike the published client, :meth:`session` works over it too (one
+    transport call carries the whole session). A transport that raises ends the call
+    with ``AgentRuntimeError("No result message received")``; the exception is logged.
+
     Raises ``ValueError`` for a URL that is not a WebSocket URL or a header that is not
-    valid HTTP.
+    valid HTTP, or when neither ``ws_url`` nor ``transport`` is given.
     """
 
     def __init__(
         self,
         ws_url: str | None = None,
+        transport: Transport | None = None,
         *,
         headers: Mapping[str, str] | None = None,
         token: str | None = None,
         connect_timeout: float | None = None,
     ) -> None:
-        if ws_url is None:
-            raise ValueError("ws_url must be provided")
+        if ws_url is None and transport is None:
+            raise ValueError("Either ws_url or transport must be provided")
         self.ws_url = ws_url
+        self._transport = transport
         self._native = _native.Client(
-            ws_url, list((headers or {}).items()), token, connect_timeout
+            # With a transport the URL only names the runtime in errors and logs.
+            ws_url if transport is None else "ws://custom-transport",
+            list((headers or {}).items()),
+            token,
+            connect_timeout,
+            transport,
         )
         self._abort_event = asyncio.Event()
 
