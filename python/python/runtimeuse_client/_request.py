@@ -196,8 +196,9 @@ class Call:
                 if kind == "command_output_message":
                     callback = self.options.on_command_output
                     if callback is not None:
-                        # Hot path: built from what the Rust side already validated.
-                        await callback(CommandOutputMessageInterface.model_construct(**payload))
+                        # Hot path: pydantic-core's validation is cheaper than
+                        # model_construct (which runs in Python).
+                        await callback(CommandOutputMessageInterface.model_validate(payload))
                 elif kind == "assistant_message":
                     await self._on_assistant(payload)
                 elif kind == "artifact_upload_request_message":
@@ -220,12 +221,14 @@ class Call:
             return
         message = AssistantMessageInterface.model_validate(payload)
         limit = self.options.assistant_callback_timeout
+        if limit is None:
+            # Hot path: a timeout context costs more than the await itself.
+            await callback(message)
+            return
         try:
             async with _timeout(limit):
                 await callback(message)
         except TimeoutError as exc:
-            if limit is None:
-                raise
             raise AgentRuntimeError(
                 "on_assistant_message callback timed out",
                 metadata={
