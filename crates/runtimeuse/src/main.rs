@@ -16,6 +16,23 @@ fn main() -> std::process::ExitCode {
     if cli.command.is_none() && init::should_run() {
         return init::run();
     }
+    // Logging, and the exporters' own threads, start before the async runtime and stop
+    // (flushing pending traces) after it.
+    let mut serve_token = None;
+    let _logs = if cli.command.is_none() {
+        match start_logging(&cli.serve) {
+            Ok((token, guard)) => {
+                serve_token = token;
+                Some(guard)
+            }
+            Err(e) => {
+                eprintln!("runtimeuse: {e:#}");
+                return std::process::ExitCode::FAILURE;
+            }
+        }
+    } else {
+        None
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -28,11 +45,12 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            None => serve::run(cli.serve).await,
+            None => serve::run(cli.serve, serve_token).await,
             Some(cli::Command::Query(args)) => remote::query(args).await,
             Some(cli::Command::Exec(args)) => remote::exec(args).await,
         }
     });
+    drop(runtime);
     match result {
         Ok(code) => code,
         Err(e) => {
@@ -40,4 +58,11 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// The token the runtime requires, and logging set up to redact it everywhere.
+fn start_logging(args: &cli::ServeArgs) -> anyhow::Result<(Option<String>, logging::LogGuard)> {
+    let token = token::resolve(args.token.as_deref(), args.token_file.as_deref())?;
+    let guard = logging::init(args.log_format, token::redactor(token.as_deref()))?;
+    Ok((token, guard))
 }

@@ -11,7 +11,6 @@ use anyhow::{Context, bail};
 use runtimeuse_agents::{EchoAgent, OpenAiAgent, OpenAiConfig, UnavailableAgent};
 use runtimeuse_agents::{HandlerAgent, HandlerConfig, HandlerProgram};
 use runtimeuse_server::agent::Agent;
-use runtimeuse_server::redact::Redactor;
 use runtimeuse_server::server::{Server, ServerConfig};
 use runtimeuse_server::session::SessionConfig;
 use tokio_util::sync::CancellationToken;
@@ -106,16 +105,11 @@ fn cancel_on_signal(token: CancellationToken) -> anyhow::Result<()> {
 }
 
 /// Serves until a signal arrives; exit code 0 after a clean shutdown.
-pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let token = crate::token::resolve(args.token.as_deref(), args.token_file.as_deref())?;
-    // The token is a secret like any other: redacted from logs and from what clients get.
-    let secrets = token
-        .as_deref()
-        .map(|t| Redactor::new([t]))
-        .unwrap_or_default();
-    let _logs = crate::logging::init(args.log_format, secrets.clone())?;
+/// `token` is the one resolved before logging started (see [`crate::token::resolve`]); it
+/// is a secret like any other, redacted from what clients receive too.
+pub async fn run(args: ServeArgs, token: Option<String>) -> anyhow::Result<ExitCode> {
     let mut sessions = session_config(&args)?;
-    sessions.secrets = secrets;
+    sessions.secrets = crate::token::redactor(token.as_deref());
     let mut config = ServerConfig::new(SocketAddr::new(args.host, args.port), sessions);
     config.token = token;
     let server = Server::bind(config).await?;

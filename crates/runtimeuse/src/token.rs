@@ -3,6 +3,7 @@
 use std::path::Path;
 
 use anyhow::{Context, bail};
+use runtimeuse_server::redact::Redactor;
 
 /// Name of the environment variable `--token` is read from.
 const TOKEN_ENV: &str = "RUNTIMEUSE_TOKEN";
@@ -40,4 +41,9 @@ pub fn resolve(flag: Option<&str>, file: Option<&Path>) -> anyhow::Result<Option
         ),
         None => Ok(None),
     }
+}
+
+/// A redactor for the token (empty without one).
+pub fn redactor(token: Option<&str>) -> Redactor {
+    token.map(|t| Redactor::new([t])).unwrap_or_default()
 }
