@@ -72,3 +72,37 @@ async def test_concurrent_calls_run_in_parallel(runtime):
     assert time.monotonic() - started < 4
     assert [r.data.text for r in results[:10]] == ["done"] * 10
     assert [r.results[0].stdout for r in results[10:]] == ["ok\n"] * 5
+
+
+def test_calls_from_several_threads_and_successive_loops(runtime):
+    """Each loop gets its own bridge: loops in parallel threads, and a fresh loop after
+    one was closed, all get their results (and a closed loop's bridge goes with it)."""
+    import gc
+    import threading
+
+    from runtimeuse_client import QueryOptions, RuntimeUseClient
+    from runtimeuse_client._loop import _bridges
+
+    options = QueryOptions(system_prompt="", model="echo")
+    results: dict[int, list[str]] = {}
+    gc.collect()
+    bridges_before = len(_bridges)  # those of loops other tests left alive
+
+    def worker(index: int) -> None:
+        async def main() -> list[str]:
+            client = RuntimeUseClient(ws_url=runtime.url)
+            calls = [client.query(f"ECHO:{index}-{i}", options) for i in range(5)]
+            return [r.data.text for r in await asyncio.gather(*calls)]
+
+        results[index] = asyncio.run(main())
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert results == {i: [f"{i}-{n}" for n in range(5)] for i in range(4)}
+    worker(9)  # one more loop, in this thread, after the others closed
+    assert results[9] == [f"9-{n}" for n in range(5)]
+    gc.collect()
+    assert len(_bridges) <= bridges_before, "closed loops' bridges were kept"
