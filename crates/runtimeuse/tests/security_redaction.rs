@@ -155,3 +155,59 @@ async fn a_secret_in_a_url_path_is_redacted_in_its_percent_encoded_form() {
     assert!(!error.contains("my secret dir"), "{error}");
     assert!(error.contains("[REDACTED]"), "{error}");
 }
+
+#[tokio::test]
+async fn many_secrets_over_megabytes_of_output_do_not_stall_other_sessions() {
+    let runtime = start_runtime(|_| {}).await;
+    let mut secrets: Vec<String> = (0..20_000).map(|i| format!("k{i:05}q")).collect();
+    let long = "L".repeat(300) + "-the-long-secret-" + &"z".repeat(700);
+    secrets.push(long.clone());
+    // 5 MB of lines that each start the long secret without finishing it (the worst
+    // case for the held tail), then the secret itself once.
+    let script = format!(
+        "yes \"$(printf 'L%.0s' $(seq 300))-the-long-secret-zz k12345q\" | head -c 5000000; \
+         echo; echo {long}"
+    );
+    let mut request = command_execution(&[&script]);
+    request["secrets_to_redact"] = json!(secrets);
+    let mut heavy = Peer::connect(&runtime.ws_url()).await;
+    heavy.send(request).await;
+    let heavy_done = tokio::spawn(async move {
+        let mut streamed = 0usize;
+        let mut leaked = false;
+        loop {
+            let message = heavy.recv().await;
+            if common::is_terminal(&message) {
+                return (streamed, leaked, message);
+            }
+            let text = message["text"].as_str().unwrap_or_default();
+            streamed += text.len();
+            leaked |= text.contains("k12345q") || text.contains(&long);
+        }
+    });
+    // Meanwhile another session is served as usual (each round trip bounded by the
+    // harness's receive timeout).
+    let mut light = Peer::connect(&runtime.ws_url()).await;
+    for i in 0..5 {
+        light
+            .send(command_execution(&[&format!("echo ping {i}")]))
+            .await;
+        let (_, terminal) = light.until_terminal().await;
+        assert_eq!(terminal["results"][0]["stdout"], format!("ping {i}\n"));
+    }
+    let (streamed, leaked, terminal) =
+        tokio::time::timeout(std::time::Duration::from_secs(120), heavy_done)
+            .await
+            .expect("5 MB with 20k secrets did not finish in 120 s")
+            .unwrap();
+    assert_eq!(
+        terminal["message_type"], "command_execution_result_message",
+        "{terminal}"
+    );
+    assert!(!leaked, "a secret was streamed");
+    assert!(streamed > 4_000_000, "streamed {streamed} bytes");
+    let stdout = terminal["results"][0]["stdout"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(!stdout.contains("k12345q"));
+}
