@@ -52,10 +52,22 @@
 //! kills the cgroup, which no descendant can leave. Otherwise the runtime makes itself a
 //! child subreaper (`PR_SET_CHILD_SUBREAPER`), so orphaned descendants are re-parented to
 //! it instead of init, and stopping sweeps the tree: the process group, every descendant
-//! of the child, and every adopted orphan that came from it. [`Containment`] says which
-//! one a process got.
+//! of the child, and every adopted orphan that came from it (found by the
+//! [`TREE_MARKER`] variable in its environment). [`Containment`] says which one a process
+//! got; [`set_containment`] forces the fallback. Without either (the kernel refused
+//! both), only the process group is killed.
+//!
+//! The cgroup is joined right after the spawn (safe Rust cannot run code between `fork`
+//! and `exec`), and the child's descendants born in that window are moved after it.
+//! In subreaper mode the runtime reaps the orphans it adopts from a background thread;
+//! children of the runtime started other than through this module may be reaped by it
+//! only if they leave the runtime's session.
 
+mod cgroup;
 mod env;
+mod gate;
+mod procfs;
+mod sweep;
 mod tail;
 mod tree;
 
@@ -68,9 +80,10 @@ use std::time::Duration;
 use tokio::process::{Child, ChildStderr, ChildStdin, ChildStdout};
 
 pub use self::env::{Environment, WITHHELD_PREFIX, withhold_secret, withhold_variable};
+pub use self::sweep::TREE_MARKER;
 pub use self::tail::StderrTail;
-pub use self::tree::Containment;
 use self::tree::Tree;
+pub use self::tree::{Containment, Preference, set_containment};
 
 /// Why a process could not be started.
 #[derive(Debug, thiserror::Error)]
@@ -180,16 +193,33 @@ impl Spawn {
         };
         let mut env = self.env.clone().unwrap_or_else(Environment::inherited);
         let prepared = tree::prepare(&mut env);
-        let mut command = tokio::process::Command::new(&self.program);
+        let mut stdin = if self.stdin_piped {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        };
+        let mut command = if prepared.is_cgroup() {
+            let cwd = match &self.cwd {
+                Some(cwd) => cwd.clone(),
+                None => std::env::current_dir().map_err(fail)?,
+            };
+            let program = gate::resolve(&self.program, env.get("PATH"), &cwd).map_err(fail)?;
+            let (args, gated, gate) =
+                gate::close(&program, &self.args, env.get("PWD").is_some()).map_err(fail)?;
+            stdin = gated;
+            let mut command = tokio::process::Command::new(gate::SHELL);
+            command.args(args);
+            (command, Some(gate))
+        } else {
+            let mut command = tokio::process::Command::new(&self.program);
+            command.args(&self.args);
+            (command, None)
+        };
+        let (command, gate) = &mut command;
         command
-            .args(&self.args)
             .env_clear()
             .envs(env.iter())
-            .stdin(if self.stdin_piped {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
+            .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(match self.stderr {
                 StderrMode::Null => Stdio::null(),
@@ -205,7 +235,11 @@ impl Spawn {
         let mut child = command.spawn().map_err(fail)?;
         let pid = child.id().unwrap_or_default();
         let tree = Tree::adopt(pid, prepared);
-        let stdin = child.stdin.take();
+        let stdin = match gate.take() {
+            // Dropping `tree` on error kills the held child.
+            Some(gate) => gate.open(self.stdin_piped).map_err(fail)?,
+            None => child.stdin.take(),
+        };
         let stdout = child.stdout.take();
         let (stderr, tail) = match (self.stderr, child.stderr.take()) {
             (StderrMode::Tail(limit), Some(stderr)) => {
@@ -304,6 +338,7 @@ impl Process {
             self.child.wait().await
         };
         self.tree.kill_all();
+        self.tree.settle().await;
         status
     }
 
