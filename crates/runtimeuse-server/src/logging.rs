@@ -10,8 +10,15 @@
 //! when the session ends, so the set never grows past what live sessions hold. Secrets of
 //! the whole process (the runtime's token) are given to the layer itself.
 //!
+//! An event logged outside any span (by a task that was not instrumented with its
+//! session's span) is redacted with the secrets of every open session instead.
+//!
 //! Spans carrying secrets are created at `ERROR` level so that a log filter which lets any
 //! of the runtime's events through also keeps the spans whose secrets they may quote.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
@@ -23,6 +30,24 @@ use crate::redact::Redactor;
 
 /// The secrets attached to one span (a span extension of the [`Registry`]).
 struct SpanSecrets(Redactor);
+
+/// Whether a [`RedactionLayer`] is installed, which removes spans from [`live`] as they
+/// close; without one, nothing is added there.
+static LAYER_INSTALLED: AtomicBool = AtomicBool::new(false);
+
+/// The secrets of every open span that has some, by span id: they redact events logged
+/// outside any span (by a task its session did not instrument), so that such an event
+/// cannot leak a live session's secret. Bounded by the open sessions.
+fn live() -> &'static Mutex<HashMap<u64, Redactor>> {
+    static LIVE: OnceLock<Mutex<HashMap<u64, Redactor>>> = OnceLock::new();
+    LIVE.get_or_init(Mutex::default)
+}
+
+fn live_secrets() -> std::sync::MutexGuard<'static, HashMap<u64, Redactor>> {
+    live()
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 /// Adds `secrets` to the current span: every event and span inside it is redacted with
 /// them by a [`RedactionLayer`] until the span closes. Outside any span, or when the global
@@ -44,9 +69,18 @@ pub fn add_span_secrets(span: &tracing::Span, secrets: &Redactor) {
             return;
         };
         let mut extensions = data.extensions_mut();
-        match extensions.get_mut::<SpanSecrets>() {
-            Some(known) => known.0 = known.0.union(secrets),
-            None => extensions.insert(SpanSecrets(secrets.clone())),
+        let merged = match extensions.get_mut::<SpanSecrets>() {
+            Some(known) => {
+                known.0 = known.0.union(secrets);
+                known.0.clone()
+            }
+            None => {
+                extensions.insert(SpanSecrets(secrets.clone()));
+                secrets.clone()
+            }
+        };
+        if LAYER_INSTALLED.load(Ordering::Relaxed) {
+            live_secrets().insert(id.into_u64(), merged);
         }
     });
 }
@@ -74,7 +108,8 @@ impl<L> RedactionLayer<L> {
         Self { inner, global }
     }
 
-    /// The redactors in force for a scope: the global one and every span's.
+    /// The redactors in force for a scope: the global one and every span's; outside any
+    /// span, those of every open span.
     fn redactors<'a, S>(&self, scope: impl Iterator<Item = SpanRefSecrets<'a, S>>) -> Vec<Redactor>
     where
         S: Subscriber + for<'l> LookupSpan<'l> + 'a,
@@ -83,10 +118,15 @@ impl<L> RedactionLayer<L> {
         if !self.global.is_empty() {
             out.push(self.global.clone());
         }
+        let mut in_a_span = false;
         for span in scope {
+            in_a_span = true;
             if let Some(secrets) = span.extensions().get::<SpanSecrets>() {
                 out.push(secrets.0.clone());
             }
+        }
+        if !in_a_span {
+            out.extend(live_secrets().values().cloned());
         }
         out
     }
@@ -104,6 +144,7 @@ where
     }
 
     fn on_layer(&mut self, subscriber: &mut S) {
+        LAYER_INSTALLED.store(true, Ordering::Relaxed);
         self.inner.on_layer(subscriber);
     }
 
@@ -183,6 +224,12 @@ where
     }
 
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        let had_secrets = ctx
+            .span(&id)
+            .is_some_and(|span| span.extensions().get::<SpanSecrets>().is_some());
+        if had_secrets {
+            live_secrets().remove(&id.into_u64());
+        }
         self.inner.on_close(id, ctx);
     }
 
@@ -397,6 +444,21 @@ mod tests {
         let text = capture.text();
         assert!(text.contains("auth with [REDACTED] failed"), "{text}");
         assert!(text.contains("port=[REDACTED]"), "{text}");
+    }
+
+    #[test]
+    fn events_outside_any_span_are_redacted_with_every_open_sessions_secrets() {
+        let capture = Capture::default();
+        tracing::subscriber::with_default(subscriber(&capture, Redactor::default()), || {
+            let session = tracing::error_span!("session", id = 3);
+            session.in_scope(|| register_secrets(&Redactor::new(["orphan-secret-1"])));
+            tracing::info!("orphan task says orphan-secret-1");
+            drop(session);
+            tracing::info!("later: orphan-secret-1");
+        });
+        let text = capture.text();
+        assert!(text.contains("orphan task says [REDACTED]"), "{text}");
+        assert!(text.contains("later: orphan-secret-1"), "{text}");
     }
 
     #[test]
