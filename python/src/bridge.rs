@@ -18,7 +18,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::task::{Context, Poll, Waker};
 
@@ -62,24 +62,39 @@ enum Queued {
 
 /// The part of a bridge that Tokio tasks hold: no Python object in it.
 pub(crate) struct BridgeQueue {
-    queue: Mutex<Vec<Queued>>,
-    /// Whether a wake-up byte is on its way; spares a write per result when the loop is
-    /// behind.
-    armed: AtomicBool,
+    queue: Mutex<Pending>,
     writer: UnixStream,
+}
+
+/// What waits for the loop thread.
+#[derive(Default)]
+struct Pending {
+    items: Vec<Queued>,
+    /// Whether a wake-up byte was written since the loop last took the items: spares a
+    /// write per result when the loop is behind. Kept under the same lock as `items`, so
+    /// that an item pushed after the loop took the others always writes a new byte.
+    woken: bool,
 }
 
 impl BridgeQueue {
     fn push(&self, item: Queued) {
-        self.queue
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(item);
-        if !self.armed.swap(true, Ordering::SeqCst) {
+        let wake = {
+            let mut pending = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+            pending.items.push(item);
+            !std::mem::replace(&mut pending.woken, true)
+        };
+        if wake {
             // Non-blocking: a full socket already holds a wake-up, and a loop that is gone
             // has nobody to wake.
             let _ = (&self.writer).write(&[1]);
         }
+    }
+
+    /// The items queued so far; the next push wakes the loop again.
+    fn take(&self) -> Vec<Queued> {
+        let mut pending = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+        pending.woken = false;
+        std::mem::take(&mut pending.items)
     }
 
     /// Runs `task` on the loop thread, soon.
@@ -111,8 +126,7 @@ impl LoopBridge {
         let weakref = event_loop.py().import("weakref")?.getattr("ref")?;
         Ok(Self {
             shared: Arc::new(BridgeQueue {
-                queue: Mutex::new(Vec::new()),
-                armed: AtomicBool::new(false),
+                queue: Mutex::new(Pending::default()),
                 writer,
             }),
             reader,
@@ -130,9 +144,8 @@ impl LoopBridge {
     /// Resolves the futures whose results arrived and runs the queued work (the loop's
     /// reader callback).
     fn drain(&self, py: Python<'_>) -> PyResult<()> {
-        // Disarmed before the queue is taken: a result pushed after the take writes a new
-        // wake-up byte.
-        self.shared.armed.store(false, Ordering::SeqCst);
+        // The wake-up bytes are read before the items are taken: a byte written after
+        // this read stays for the next drain, and an item pushed after the take writes one.
         let mut buf = [0u8; 64];
         loop {
             match (&self.reader).read(&mut buf) {
@@ -141,13 +154,7 @@ impl LoopBridge {
                 _ => break,
             }
         }
-        let items = std::mem::take(
-            &mut *self
-                .shared
-                .queue
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner),
-        );
+        let items = self.shared.take();
         for item in items {
             match item {
                 Queued::Resolve { id, deliver } => {

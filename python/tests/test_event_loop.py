@@ -106,3 +106,37 @@ def test_calls_from_several_threads_and_successive_loops(runtime):
     assert results[9] == [f"9-{n}" for n in range(5)]
     gc.collect()
     assert len(_bridges) <= bridges_before, "closed loops' bridges were kept"
+
+
+async def test_many_runtimes_at_once_never_strand_a_result(start_runtime):
+    """Results that Tokio threads queue while the loop drains earlier ones always wake it
+    again. A missed wake-up once left a fleet of sessions waiting forever, about one run
+    in five with 50 runtimes; ten rounds make a regression all but certain to show."""
+    from runtimeuse_client import (
+        CommandInterface,
+        ExecuteCommandsOptions,
+        QueryOptions,
+        RuntimeUseClient,
+    )
+
+    runtimes = [start_runtime() for _ in range(40)]
+    options = QueryOptions(system_prompt="", model="echo")
+
+    async def drive(url: str, index: int) -> list[str]:
+        client = RuntimeUseClient(ws_url=url)
+        async with client.session() as session:
+            texts = [
+                (await session.query(f"ECHO:{index}.{i}", options)).data.text
+                for i in range(10)
+            ]
+        done = await client.execute_commands(
+            [CommandInterface(command="true")], ExecuteCommandsOptions()
+        )
+        assert done.results[0].exit_code == 0
+        return texts
+
+    for _ in range(10):
+        calls = asyncio.gather(*(drive(rt.url, i) for i, rt in enumerate(runtimes)))
+        # A hang guard only: a round takes well under a second.
+        texts = await asyncio.wait_for(calls, 60)
+        assert texts == [[f"{index}.{i}" for i in range(10)] for index in range(40)]
