@@ -21,7 +21,9 @@ ROWS = [
     ("wall_s", "wall time", "s", True),
     ("cpu_s", "client CPU time", "s", True),
     ("max_rss_mib", "client peak RSS", "MiB", True),
-    ("worst_loop_stall_ms", "worst event-loop stall (5 ms ticker)", "ms", True),
+    ("median_loop_stall_ms", "event-loop lag, median (5 ms ticker)", "ms", True),
+    ("p99_loop_stall_ms", "event-loop lag, p99", "ms", True),
+    ("worst_loop_stall_ms", "event-loop lag, worst", "ms", True),
 ]
 
 

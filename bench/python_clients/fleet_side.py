@@ -37,15 +37,14 @@ async def drive(url: str) -> None:
 
 
 async def main(urls: list[str]) -> None:
-    worst_lag = 0.0
+    lags: list[float] = []
     stop = asyncio.Event()
 
     async def ticker() -> None:
-        nonlocal worst_lag
         while not stop.is_set():
             start = time.perf_counter()
             await asyncio.sleep(TICK_S)
-            worst_lag = max(worst_lag, time.perf_counter() - start - TICK_S)
+            lags.append(time.perf_counter() - start - TICK_S)
 
     tick = asyncio.ensure_future(ticker())
     cpu, wall = time.process_time(), time.perf_counter()
@@ -59,7 +58,9 @@ async def main(urls: list[str]) -> None:
         "wall_s": wall,
         "cpu_s": cpu,
         "max_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "worst_loop_stall_ms": worst_lag * 1e3,
+        "worst_loop_stall_ms": max(lags) * 1e3,
+        "p99_loop_stall_ms": sorted(lags)[int(len(lags) * 0.99)] * 1e3,
+        "median_loop_stall_ms": sorted(lags)[len(lags) // 2] * 1e3,
     }))
 
 
