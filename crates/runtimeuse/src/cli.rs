@@ -99,6 +99,15 @@ pub enum LogFormat {
     Json,
 }
 
+/// How the process trees of commands, agents and handlers are kept killable whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProcessContainment {
+    /// A cgroup v2 per tree where the runtime can create one, else the subreaper sweep.
+    Auto,
+    /// Always the runtime as child subreaper sweeping each tree (no cgroups).
+    Subreaper,
+}
+
 /// Options of the runtime server.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -185,4 +194,14 @@ pub struct ServeArgs {
     /// Seconds between SIGTERM and SIGKILL when a command's process group is stopped.
     #[arg(long, env = "RUNTIMEUSE_KILL_GRACE", default_value_t = 2.0)]
     pub kill_grace: f64,
+    /// How a stopped process tree is killed whole, `setsid` escapes included: `auto` puts
+    /// each tree in a cgroup v2 of its own where the runtime can create one, otherwise (and
+    /// with `subreaper`) the runtime is child subreaper and sweeps the tree's processes.
+    #[arg(
+        long,
+        env = "RUNTIMEUSE_PROCESS_CONTAINMENT",
+        value_enum,
+        default_value = "auto"
+    )]
+    pub process_containment: ProcessContainment,
 }

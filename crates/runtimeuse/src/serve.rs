@@ -11,11 +11,12 @@ use anyhow::{Context, bail};
 use runtimeuse_agents::{EchoAgent, OpenAiAgent, OpenAiConfig, UnavailableAgent};
 use runtimeuse_agents::{HandlerAgent, HandlerConfig, HandlerProgram};
 use runtimeuse_server::agent::Agent;
+use runtimeuse_server::process;
 use runtimeuse_server::server::{Server, ServerConfig};
 use runtimeuse_server::session::SessionConfig;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{AgentKind, ServeArgs};
+use crate::cli::{AgentKind, ProcessContainment, ServeArgs};
 
 /// Longest duration any timing flag accepts (a day): beyond it a value is surely a typo.
 const MAX_SECONDS: f64 = 86_400.0;
@@ -110,6 +111,14 @@ fn cancel_on_signal(token: CancellationToken) -> anyhow::Result<()> {
 pub async fn run(args: ServeArgs, token: Option<String>) -> anyhow::Result<ExitCode> {
     let mut sessions = session_config(&args)?;
     sessions.secrets = crate::token::redactor(token.as_deref());
+    // No child gets the token, whatever variable of the runtime's environment holds it.
+    if let Some(token) = &token {
+        process::withhold_secret(token);
+    }
+    process::set_containment(match args.process_containment {
+        ProcessContainment::Auto => process::Preference::Auto,
+        ProcessContainment::Subreaper => process::Preference::Subreaper,
+    });
     let mut config = ServerConfig::new(SocketAddr::new(args.host, args.port), sessions);
     config.token = token;
     let server = Server::bind(config).await?;
