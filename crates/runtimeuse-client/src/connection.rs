@@ -110,7 +110,10 @@ impl Connection {
                 .map_err(|_| {
                     connect_error(Box::new(std::io::Error::new(
                         std::io::ErrorKind::TimedOut,
-                        format!("the transport did not open within {:?}", config.connect_timeout),
+                        format!(
+                            "the transport did not open within {:?}",
+                            config.connect_timeout
+                        ),
                     )))
                 })??;
             return Ok(Self::over(Link::Custom(link)));

@@ -17,7 +17,8 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use crate::Error;
 
 /// Opens one link to the runtime each time it is called (one per one-shot call or session).
-pub type Transport = Arc<dyn Fn() -> BoxFuture<'static, Result<TransportLink, Error>> + Send + Sync>;
+pub type Transport =
+    Arc<dyn Fn() -> BoxFuture<'static, Result<TransportLink, Error>> + Send + Sync>;
 
 /// One open connection of a custom [`Transport`]: frames from the runtime come in on
 /// `inbound`, frames for it go out on `outbound`. The runtime's side ending `inbound` is a
