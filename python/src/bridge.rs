@@ -196,7 +196,9 @@ impl LoopBridge {
     {
         let event_loop = self.event_loop.bind(py).call0()?;
         if event_loop.is_none() {
-            return Err(PyRuntimeError::new_err("the event loop of this bridge is gone"));
+            return Err(PyRuntimeError::new_err(
+                "the event loop of this bridge is gone",
+            ));
         }
         let py_future = event_loop.call_method0(pyo3::intern!(py, "create_future"))?;
         let runtime = runtime()?;
@@ -249,15 +251,17 @@ where
 
 /// Sets the result (or exception) of `future` unless it is already done (cancelled).
 fn resolve(py: Python<'_>, future: &Bound<'_, PyAny>, deliver: Deliver) -> PyResult<()> {
-    if future.call_method0(pyo3::intern!(py, "done"))?.is_truthy()? {
+    if future
+        .call_method0(pyo3::intern!(py, "done"))?
+        .is_truthy()?
+    {
         return Ok(());
     }
     match deliver(py) {
         Ok(value) => future.call_method1(pyo3::intern!(py, "set_result"), (value,))?,
-        Err(error) => future.call_method1(
-            pyo3::intern!(py, "set_exception"),
-            (error.into_value(py),),
-        )?,
+        Err(error) => {
+            future.call_method1(pyo3::intern!(py, "set_exception"), (error.into_value(py),))?
+        }
     };
     Ok(())
 }

@@ -10,9 +10,9 @@ use tracing::Instrument;
 
 use crate::bridge::{LoopBridge, runtime};
 use crate::logs::call_span;
-use crate::transport::{TransportLoop, python_transport};
 use crate::options::{command_options, python_artifact_callback, query_options};
 use crate::stream::NativeEventStream;
+use crate::transport::{TransportLoop, python_transport};
 
 /// Calls on a runtime; each call opens its own connection.
 #[pyclass(module = "runtimeuse_client._native", name = "Client", frozen)]
@@ -61,9 +61,8 @@ impl NativeClient {
             builder = builder.auth_token(token);
         }
         if let Some(seconds) = connect_timeout {
-            let timeout = std::time::Duration::try_from_secs_f64(seconds).map_err(|e| {
-                PyValueError::new_err(format!("connect_timeout = {seconds}: {e}"))
-            })?;
+            let timeout = std::time::Duration::try_from_secs_f64(seconds)
+                .map_err(|e| PyValueError::new_err(format!("connect_timeout = {seconds}: {e}")))?;
             builder = builder.connect_timeout(timeout);
         }
         let client = builder

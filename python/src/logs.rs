@@ -45,9 +45,8 @@ static MAX_VERBOSITY: AtomicUsize = AtomicUsize::new(0);
 /// Installs the routing subscriber for this process (once; a no-op if the host already
 /// installed one, in which case that one receives the lines instead).
 pub(crate) fn install() {
-    let _ = tracing::subscriber::set_global_default(
-        tracing_subscriber::registry().with(PythonLogs),
-    );
+    let _ =
+        tracing::subscriber::set_global_default(tracing_subscriber::registry().with(PythonLogs));
 }
 
 /// A span routing the lines of the call made while it is entered to `logger`.
@@ -169,13 +168,17 @@ where
             }
             let mut text = Message::default();
             event.record(&mut text);
-            let line = format!("{}: {}{}", event.metadata().target(), text.message, text.fields);
+            let line = format!(
+                "{}: {}{}",
+                event.metadata().target(),
+                text.message,
+                text.fields
+            );
             let logger = Arc::clone(&route.logger);
             route.queue.run_on_loop(Box::new(move |py| {
-                logger.bind(py).call_method1(
-                    pyo3::intern!(py, "log"),
-                    (python_level(level), "%s", line),
-                )?;
+                logger
+                    .bind(py)
+                    .call_method1(pyo3::intern!(py, "log"), (python_level(level), "%s", line))?;
                 Ok(())
             }));
             return;

@@ -140,7 +140,10 @@ impl LateAnswer {
         {
             None
         } else {
-            task.call_method0("result")?.extract::<Answer>().ok().flatten()
+            task.call_method0("result")?
+                .extract::<Answer>()
+                .ok()
+                .flatten()
         };
         let _ = sender.send(answer);
         Ok(())
