@@ -70,11 +70,13 @@ impl Default for CommandOptions {
 pub struct CommandOutcome {
     /// Exit code; `128 + N` when killed by signal N; [`TIMEOUT_EXIT_CODE`] when timed out.
     pub exit_code: i32,
-    /// Captured stdout (lossy UTF-8), at most `capture_limit` bytes.
+    /// Captured stdout (lossy UTF-8, redacted like the stream), at most `capture_limit`
+    /// bytes of the redacted text.
     pub stdout: String,
     /// Whether stdout was longer than the limit.
     pub stdout_truncated: bool,
-    /// Captured stderr (lossy UTF-8), at most `capture_limit` bytes.
+    /// Captured stderr (lossy UTF-8, redacted like the stream), at most `capture_limit`
+    /// bytes of the redacted text.
     pub stderr: String,
     /// Whether stderr was longer than the limit.
     pub stderr_truncated: bool,
@@ -113,7 +115,7 @@ pub enum CommandError {
 ///   named in `options.env_remove` are taken out; stdin is `/dev/null`.
 /// - stdout and stderr are streamed while the command runs, each as UTF-8 text (invalid
 ///   bytes become U+FFFD) redacted with the outbox's secrets, and captured up to
-///   `options.capture_limit` bytes each. Sending waits for room in the outbox, which slows
+///   `options.capture_limit` bytes each, cut after redaction (never in half a secret). Sending waits for room in the outbox, which slows
 ///   the command down through its pipes instead of buffering. A closed outbox is not an
 ///   error: the output is then read and dropped.
 /// - After the shell exits, pipes still held open by background processes are read for at

@@ -31,35 +31,41 @@ pub(super) struct PumpContext<'a> {
     pub exited: &'a CancellationToken,
 }
 
-/// The first bytes of a stream.
+/// The first bytes of a stream's redacted text.
+///
+/// What is captured is what was streamed: text after redaction, so that the cut at the
+/// limit can never leave the first half of a secret that the redactor would only have
+/// recognised whole.
 #[derive(Debug, Default)]
 pub(super) struct Captured {
-    /// At most `capture_limit` bytes.
-    pub bytes: Vec<u8>,
+    /// At most `capture_limit` bytes, cut at a char boundary.
+    pub text: String,
     /// Whether the stream was longer.
     pub truncated: bool,
 }
 
 impl Captured {
-    fn extend(&mut self, data: &[u8], limit: usize) {
-        let room = limit.saturating_sub(self.bytes.len());
-        if data.len() > room {
-            self.truncated = true;
+    fn extend(&mut self, text: &str, limit: usize) {
+        if self.truncated {
+            return;
         }
-        self.bytes.extend_from_slice(&data[..data.len().min(room)]);
+        let room = limit.saturating_sub(self.text.len());
+        if text.len() <= room {
+            self.text.push_str(text);
+            return;
+        }
+        self.truncated = true;
+        // A char cut in half by the limit is dropped rather than replaced.
+        let mut cut = room;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        self.text.push_str(&text[..cut]);
     }
 
-    /// The captured text; a char cut in half by the limit is dropped rather than replaced.
-    pub(super) fn into_text(mut self) -> String {
-        if self.truncated {
-            let mut ignored = String::new();
-            let incomplete = decode_utf8(&self.bytes, &mut ignored);
-            self.bytes.truncate(self.bytes.len() - incomplete);
-        }
-        match String::from_utf8(self.bytes) {
-            Ok(text) => text,
-            Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
-        }
+    /// The captured text.
+    pub(super) fn into_text(self) -> String {
+        self.text
     }
 }
 
@@ -88,8 +94,8 @@ where
             .filter(|redactor| !redactor.is_empty())
             .map(StreamRedactor::new),
         closed: false,
+        captured: Captured::default(),
     };
-    let mut captured = Captured::default();
     // The bytes of a char split across reads stay at the front of the buffer.
     let mut buf = vec![0_u8; READ_CHUNK + MAX_CARRY];
     let mut carry = 0;
@@ -123,7 +129,6 @@ where
         if n == 0 {
             break;
         }
-        captured.extend(&buf[carry..carry + n], cx.capture_limit);
         let end = carry + n;
         let mut text = String::with_capacity(end);
         let incomplete = decode_utf8(&buf[..end], &mut text);
@@ -146,21 +151,22 @@ where
         sink.emit(char::REPLACEMENT_CHARACTER.to_string()).await;
     }
     sink.finish().await;
-    Ok(captured)
+    Ok(sink.captured)
 }
 
-/// Redacts and sends the text of one stream.
+/// Redacts, captures and sends the text of one stream.
 struct Sink<'a> {
     stream: OutputStream,
     cx: &'a PumpContext<'a>,
     /// `None` when there are no secrets, to spare a copy of every chunk.
     redactor: Option<StreamRedactor>,
     closed: bool,
+    captured: Captured,
 }
 
 impl Sink<'_> {
     async fn emit(&mut self, text: String) {
-        if self.closed || text.is_empty() {
+        if text.is_empty() {
             return;
         }
         let safe = match &mut self.redactor {
@@ -171,16 +177,15 @@ impl Sink<'_> {
     }
 
     async fn finish(&mut self) {
-        if self.closed {
-            return;
-        }
         if let Some(rest) = self.redactor.as_mut().map(StreamRedactor::finish) {
             self.send(rest).await;
         }
     }
 
+    /// Captures `text` (already redacted) and sends it unless the client is gone.
     async fn send(&mut self, text: String) {
-        if text.is_empty() {
+        self.captured.extend(&text, self.cx.capture_limit);
+        if self.closed || text.is_empty() {
             return;
         }
         let message = ServerMessage::CommandOutputMessage(CommandOutput {
@@ -258,7 +263,7 @@ mod tests {
     #[test]
     fn truncated_capture_drops_half_a_char() {
         let mut captured = Captured::default();
-        captured.extend("a\u{20AC}".as_bytes(), 3);
+        captured.extend("a\u{20AC}", 3);
         assert!(captured.truncated);
         assert_eq!(captured.into_text(), "a");
     }
