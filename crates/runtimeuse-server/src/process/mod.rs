@@ -12,7 +12,7 @@
 //! # Usage
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), runtimeuse_server::process::ProcessError> {
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use std::time::Duration;
 //! use runtimeuse_server::process::{Environment, Spawn};
 //! use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
