@@ -95,7 +95,8 @@ mod tests {
         // Case alone is left to the matcher; the re-serialised path is a new form.
         let f = forms("HTTPS://Secret.Example.COM/a b");
         assert!(
-            f.iter().any(|s| s.eq_ignore_ascii_case("https://secret.example.com/a%20b")),
+            f.iter()
+                .any(|s| s.eq_ignore_ascii_case("https://secret.example.com/a%20b")),
             "{f:?}"
         );
     }
