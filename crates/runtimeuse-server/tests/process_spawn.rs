@@ -186,3 +186,33 @@ async fn dropping_the_process_kills_its_tree() {
         "the shell {leader} was not reaped"
     );
 }
+
+#[tokio::test]
+async fn a_program_name_is_found_on_the_runtimes_path_when_the_child_has_none() {
+    let mut process = Spawn::new("true")
+        .env(Environment::empty())
+        .spawn()
+        .expect("found on the runtime's PATH");
+    assert!(process.wait().await.expect("waits").success());
+}
+
+#[tokio::test]
+async fn a_relative_program_runs_from_the_working_directory() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script = dir.path().join("hello.sh");
+    std::fs::write(&script, "#!/bin/sh\necho hello from $0\n").expect("writes");
+    let not_executable = dir.path().join("plain.txt");
+    std::fs::write(&not_executable, "data").expect("writes");
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    let mut process = Spawn::new("./hello.sh")
+        .current_dir(dir.path())
+        .spawn()
+        .expect("spawns");
+    assert!(read_all(&mut process).await.starts_with("hello from "));
+    let error = Spawn::new("./plain.txt")
+        .current_dir(dir.path())
+        .spawn()
+        .expect_err("not executable");
+    assert!(error.to_string().contains("plain.txt"), "{error}");
+}

@@ -60,7 +60,8 @@ impl Gate {
     }
 }
 
-/// Finds `program` the way `exec` would (on `path`, from `cwd`), so that a missing or
+/// Finds `program` the way the standard library's spawn would (on the child's `path`,
+/// else the runtime's, from `cwd`), so that a missing or
 /// non-executable program is an error of the spawn rather than the gate's exit status.
 pub(super) fn resolve(program: &OsStr, path: Option<&OsStr>, cwd: &Path) -> io::Result<PathBuf> {
     let as_path = Path::new(program);
@@ -68,7 +69,12 @@ pub(super) fn resolve(program: &OsStr, path: Option<&OsStr>, cwd: &Path) -> io::
         let full = cwd.join(as_path);
         return executable(&full).map(|()| full);
     }
-    let path = path.unwrap_or(OsStr::new("/usr/local/bin:/usr/bin:/bin"));
+    // Like the standard library: without a `PATH` of its own, the child's program is
+    // looked up on the runtime's.
+    let runtime_path = std::env::var_os("PATH");
+    let path = path
+        .or(runtime_path.as_deref())
+        .unwrap_or(OsStr::new("/usr/local/bin:/usr/bin:/bin"));
     let mut denied = false;
     for dir in std::env::split_paths(path) {
         let candidate = cwd.join(dir).join(as_path);
