@@ -57,9 +57,11 @@
 //! got; [`set_containment`] forces the fallback. Without either (the kernel refused
 //! both), only the process group is killed.
 //!
-//! The cgroup is joined right after the spawn (safe Rust cannot run code between `fork`
-//! and `exec`), and the child's descendants born in that window are moved after it.
-//! In subreaper mode the runtime reaps the orphans it adopts from a background thread;
+//! Safe Rust cannot run code between `fork` and `exec`, so in cgroup mode the child is
+//! started through a tiny `/bin/sh` gate that waits for one line on stdin, written once
+//! the child is in its cgroup, and then `exec`s the program (same pid; a missing program
+//! is still an error of [`Spawn::spawn`]). The runtime is child subreaper in both modes
+//! and reaps the orphans it adopts (at once after a kill, and from a background thread);
 //! children of the runtime started other than through this module may be reaped by it
 //! only if they leave the runtime's session.
 

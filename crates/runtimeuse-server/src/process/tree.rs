@@ -73,7 +73,12 @@ impl Prepared {
 pub(super) fn prepare(env: &mut Environment) -> Prepared {
     if PREFERENCE.load(Ordering::Relaxed) == 0 && !NO_CGROUPS.load(Ordering::Relaxed) {
         match Cgroup::create() {
-            Ok(cgroup) => return Prepared::Cgroup(cgroup),
+            // Subreaper as well, so that the runtime itself reaps the orphans it kills
+            // rather than relying on whatever init the machine has.
+            Ok(cgroup) => {
+                sweep::enable_subreaper();
+                return Prepared::Cgroup(cgroup);
+            }
             Err(error) => no_cgroups(&error),
         }
     }
@@ -200,6 +205,7 @@ impl Tree {
         {
             tracing::warn!(cgroup = %cgroup.dir().display(), "processes outlived the kill of their cgroup");
         }
+        sweep::reap_adopted();
     }
 
     /// Leaves the descendants running when dropped.
