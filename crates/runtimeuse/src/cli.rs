@@ -204,4 +204,26 @@ pub struct ServeArgs {
         default_value = "auto"
     )]
     pub process_containment: ProcessContainment,
+    /// Most sessions at once; a client past it is closed with code 1013 and a reason.
+    #[arg(long, env = "RUNTIMEUSE_MAX_SESSIONS", default_value_t = 256)]
+    pub max_sessions: usize,
+    /// Largest incoming WebSocket message in bytes (fragments count together); a larger
+    /// one closes the connection with code 1009.
+    #[arg(long, env = "RUNTIMEUSE_MAX_MESSAGE_BYTES", default_value_t = 8 * 1024 * 1024)]
+    pub max_message_bytes: usize,
+    /// Seconds a connection has to send its HTTP request (and get the upgrade or answer).
+    #[arg(long, env = "RUNTIMEUSE_HEADER_READ_TIMEOUT", default_value_t = 10.0)]
+    pub header_read_timeout: f64,
+    /// Most connections that have not finished their HTTP request; past it the oldest is
+    /// closed.
+    #[arg(
+        long,
+        env = "RUNTIMEUSE_MAX_PENDING_CONNECTIONS",
+        default_value_t = 128
+    )]
+    pub max_pending_connections: usize,
+    /// Seconds shutdown waits for sessions before cutting their connections; the runtime
+    /// exits at most 2 s later (plus --artifact-upload-timeout while uploads run).
+    #[arg(long, env = "RUNTIMEUSE_SHUTDOWN_TIMEOUT", default_value_t = 8.0)]
+    pub shutdown_timeout: f64,
 }

@@ -127,9 +127,32 @@ pub async fn run(args: ServeArgs, token: Option<String>) -> anyhow::Result<ExitC
     cancel_on_signal(shutdown.clone())?;
     // The one line on stdout: scripts wait for it to know the port.
     let mut stdout = std::io::stdout().lock();
+/// The limits of the network edge (see `runtimeuse_server::server`).
+fn network_limits(config: &mut ServerConfig, args: &ServeArgs) -> anyhow::Result<()> {
+    for (name, value) in [
+        ("max-sessions", args.max_sessions),
+        ("max-message-bytes", args.max_message_bytes),
+        ("max-pending-connections", args.max_pending_connections),
+    ] {
+        if value == 0 {
+            bail!("--{name} must be at least 1");
+        }
+    }
+    config.max_sessions = args.max_sessions;
+    config.max_message_bytes = args.max_message_bytes;
+    config.max_pending_connections = args.max_pending_connections;
+    config.header_read_timeout = seconds("header-read-timeout", args.header_read_timeout)?;
+    if config.header_read_timeout.is_zero() {
+        bail!("--header-read-timeout must be greater than zero");
+    }
+    config.shutdown_timeout = seconds("shutdown-timeout", args.shutdown_timeout)?;
+    Ok(())
+}
+
     writeln!(stdout, "runtimeuse listening on ws://{addr}").context("writing to stdout")?;
     stdout.flush().context("writing to stdout")?;
     drop(stdout);
     server.run_until(shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }
+    network_limits(&mut config, &args)?;

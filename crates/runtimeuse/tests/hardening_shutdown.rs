@@ -177,3 +177,29 @@ async fn a_ping_flood_from_a_client_that_does_not_read_keeps_memory_bounded() {
     );
     drop(ws);
 }
+
+#[test]
+fn limit_flags_out_of_range_fail_with_a_clear_message() {
+    for (flag, expected) in [
+        ("--max-sessions=0", "max-sessions"),
+        ("--max-message-bytes=0", "max-message-bytes"),
+        ("--header-read-timeout=0", "header-read-timeout"),
+        ("--shutdown-timeout=-1", "shutdown-timeout"),
+    ] {
+        let output = Command::new(env!("CARGO_BIN_EXE_runtimeuse"))
+            .args([
+                "--agent",
+                "echo",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                flag,
+            ])
+            .output()
+            .expect("run runtimeuse");
+        assert!(!output.status.success(), "{flag}: {output:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(expected), "{flag}: {stderr}");
+    }
+}
