@@ -105,28 +105,6 @@ fn cancel_on_signal(token: CancellationToken) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Serves until a signal arrives; exit code 0 after a clean shutdown.
-/// `token` is the one resolved before logging started (see [`crate::token::resolve`]); it
-/// is a secret like any other, redacted from what clients receive too.
-pub async fn run(args: ServeArgs, token: Option<String>) -> anyhow::Result<ExitCode> {
-    let mut sessions = session_config(&args)?;
-    sessions.secrets = crate::token::redactor(token.as_deref());
-    // No child gets the token, whatever variable of the runtime's environment holds it.
-    if let Some(token) = &token {
-        process::withhold_secret(token);
-    }
-    process::set_containment(match args.process_containment {
-        ProcessContainment::Auto => process::Preference::Auto,
-        ProcessContainment::Subreaper => process::Preference::Subreaper,
-    });
-    let mut config = ServerConfig::new(SocketAddr::new(args.host, args.port), sessions);
-    config.token = token;
-    let server = Server::bind(config).await?;
-    let addr = server.local_addr();
-    let shutdown = CancellationToken::new();
-    cancel_on_signal(shutdown.clone())?;
-    // The one line on stdout: scripts wait for it to know the port.
-    let mut stdout = std::io::stdout().lock();
 /// The limits of the network edge (see `runtimeuse_server::server`).
 fn network_limits(config: &mut ServerConfig, args: &ServeArgs) -> anyhow::Result<()> {
     for (name, value) in [
@@ -149,10 +127,32 @@ fn network_limits(config: &mut ServerConfig, args: &ServeArgs) -> anyhow::Result
     Ok(())
 }
 
+/// Serves until a signal arrives; exit code 0 after a clean shutdown.
+/// `token` is the one resolved before logging started (see [`crate::token::resolve`]); it
+/// is a secret like any other, redacted from what clients receive too.
+pub async fn run(args: ServeArgs, token: Option<String>) -> anyhow::Result<ExitCode> {
+    let mut sessions = session_config(&args)?;
+    sessions.secrets = crate::token::redactor(token.as_deref());
+    // No child gets the token, whatever variable of the runtime's environment holds it.
+    if let Some(token) = &token {
+        process::withhold_secret(token);
+    }
+    process::set_containment(match args.process_containment {
+        ProcessContainment::Auto => process::Preference::Auto,
+        ProcessContainment::Subreaper => process::Preference::Subreaper,
+    });
+    let mut config = ServerConfig::new(SocketAddr::new(args.host, args.port), sessions);
+    config.token = token;
+    network_limits(&mut config, &args)?;
+    let server = Server::bind(config).await?;
+    let addr = server.local_addr();
+    let shutdown = CancellationToken::new();
+    cancel_on_signal(shutdown.clone())?;
+    // The one line on stdout: scripts wait for it to know the port.
+    let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "runtimeuse listening on ws://{addr}").context("writing to stdout")?;
     stdout.flush().context("writing to stdout")?;
     drop(stdout);
     server.run_until(shutdown).await?;
     Ok(ExitCode::SUCCESS)
 }
-    network_limits(&mut config, &args)?;
