@@ -14,10 +14,11 @@ use serde_json::json;
 
 const TOKEN: &str = "tok-env-isolation-5d1c9";
 
-/// Counts the token in the command's whole environment and in `/proc/self/environ`, then
-/// shows the rest of what the command sees.
+/// Counts the token in the command's whole environment and in `/proc/self/environ` (read
+/// by `cat`, whose own it is: dash's redirect would read an empty one), then shows the
+/// rest of what the command sees.
 const PROBE: &str = "env | grep -c 'tok-env-isolation-5d1c9'; \
-    tr '\\0' '\\n' < /proc/self/environ | grep -c 'tok-env-isolation-5d1c9'; \
+    cat /proc/self/environ | tr '\\0' '\\n' | grep -c 'tok-env-isolation-5d1c9'; \
     env | grep -c '^RUNTIMEUSE_'; \
     echo \"request=$FROM_REQUEST kept=$KEPT\"; \
     printf %s \"$NOT_UTF8\" | od -An -tx1";
@@ -97,4 +98,30 @@ async fn a_non_utf8_variable_in_the_runtimes_environment_does_not_fail_invocatio
         assert_eq!(terminal["message_type"], "result_message", "{terminal}");
         assert_eq!(terminal["data"]["text"], format!("round {round}"));
     }
+}
+
+/// A handler (any program) that answers with what it finds in its own environment.
+const HANDLER: &str = r#"read -r _invocation
+t=$(env | grep -c 'tok-env-isolation-5d1c9')
+p=$(cat /proc/self/environ | tr '\0' '\n' | grep -c 'tok-env-isolation-5d1c9')
+r=$(env | grep -c '^RUNTIMEUSE_')
+printf '{"type":"result","data":{"type":"text","text":"%s %s %s kept=%s agent=%s"}}\n' "$t" "$p" "$r" "$KEPT" "$FROM_AGENT_ENV"
+"#;
+
+#[tokio::test]
+async fn a_handler_never_sees_the_token_and_gets_the_agent_env() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let script = dir.path().join("handler.sh");
+    std::fs::write(&script, HANDLER).expect("writes the handler");
+    let script = script.display().to_string();
+    let mut env = runtime_env();
+    env.push(("RUNTIMEUSE_TOKEN".into(), TOKEN.into()));
+    let runtime = Runtime::start(&["--handler", "/bin/sh", &script], env);
+    let mut peer = Peer::connect(&format!("{}/?token={TOKEN}", runtime.url)).await;
+    let mut message = invocation("what do you see?");
+    message["agent_env"] = json!({"FROM_AGENT_ENV": "here"});
+    peer.send(message).await;
+    let (_, terminal) = peer.until_terminal().await;
+    assert_eq!(terminal["message_type"], "result_message", "{terminal}");
+    assert_eq!(terminal["data"]["text"], "0 0 0 kept=1 agent=here");
 }
