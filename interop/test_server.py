@@ -84,8 +84,12 @@ async def test_sigterm_exits_zero_after_serving(start_runtime):
     rt.proc.send_signal(signal.SIGTERM)
     code = await asyncio.to_thread(rt.proc.wait, 10)
     assert code == 0, rt.describe()
-    # Scripts read the port from stdout: the ready line must stay the only line there.
-    assert rt.stdout_after_exit() == [f"runtimeuse listening on ws://127.0.0.1:{rt.port}"]
+    # Scripts read the port from stdout: the ready lines (ours, then upstream's text) must
+    # stay the only lines there.
+    assert rt.stdout_after_exit() == [
+        f"runtimeuse listening on ws://127.0.0.1:{rt.port}",
+        f"RuntimeUse server listening on port {rt.port}",
+    ]
 
 
 async def test_sigterm_during_request_kills_commands_and_exits_zero(start_runtime, tmp_path):

@@ -4,11 +4,20 @@ use std::net::IpAddr;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+/// What `--version` prints after the name: the crate version and the git commit it was
+/// built from (recorded by build.rs).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("RUNTIMEUSE_COMMIT"),
+    ")"
+);
+
 /// Run AI agents inside a sandbox and drive them over a WebSocket.
 ///
 /// Without a subcommand, serves the runtime.
 #[derive(Debug, Parser)]
-#[command(name = "runtimeuse", version, args_conflicts_with_subcommands = true)]
+#[command(name = "runtimeuse", version = VERSION, args_conflicts_with_subcommands = true)]
 pub struct Cli {
     /// What to do instead of serving.
     #[command(subcommand)]
@@ -74,7 +83,9 @@ pub struct ExecArgs {
     /// Working directory for the command (created if missing).
     #[arg(long)]
     pub cwd: Option<String>,
-    /// The command line, run with /bin/sh -c (words are joined with spaces).
+    /// The command, run with /bin/sh -c: one word is a shell command line as is
+    /// (`-- 'make test | tee log'`); several words are one program and its arguments,
+    /// each shell-quoted (`-- sh -c 'exit 3'`), as with `docker exec`.
     #[arg(last = true, required = true)]
     pub command: Vec<String>,
 }

@@ -122,10 +122,21 @@ pub async fn query(args: QueryArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The shell command line for `exec`'s words: one word is already a command line (pipes,
+/// redirections and all); several are a program and its arguments, so each is quoted to
+/// reach the program exactly as given, as `docker exec` and `kubectl exec` pass them.
+fn command_line(words: &[String]) -> anyhow::Result<String> {
+    match words {
+        [line] => Ok(line.clone()),
+        words => shlex::try_join(words.iter().map(String::as_str))
+            .context("a command word cannot be passed through the shell"),
+    }
+}
+
 /// `runtimeuse exec`.
 pub async fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
     let client = client(&args.connect)?;
-    let mut command = Command::new(args.command.join(" "));
+    let mut command = Command::new(command_line(&args.command)?);
     command.cwd = args.cwd.clone();
     let mut options = ExecuteCommandsOptions::new();
     options.timeout = timeout(&args.connect)?;

@@ -148,9 +148,18 @@ pub async fn run(args: ServeArgs, token: Option<String>) -> anyhow::Result<ExitC
     let addr = server.local_addr();
     let shutdown = CancellationToken::new();
     cancel_on_signal(shutdown.clone())?;
-    // The one line on stdout: scripts wait for it to know the port.
+    // The only lines on stdout: scripts wait for them to know the port. The second is the
+    // text upstream's runtime prints, which existing sandbox scripts wait for.
+    // One write for both, so that a reader that stops after the first line cannot make
+    // the second fail on a closed pipe.
+    let ready = format!(
+        "runtimeuse listening on ws://{addr}\nRuntimeUse server listening on port {}\n",
+        addr.port()
+    );
     let mut stdout = std::io::stdout().lock();
-    writeln!(stdout, "runtimeuse listening on ws://{addr}").context("writing to stdout")?;
+    stdout
+        .write_all(ready.as_bytes())
+        .context("writing to stdout")?;
     stdout.flush().context("writing to stdout")?;
     drop(stdout);
     server.run_until(shutdown).await?;
