@@ -169,7 +169,8 @@ impl Spawn {
     }
 
     /// Reads stderr in the background, keeping its last `limit` bytes
-    /// ([`Process::stderr_tail`]) instead of handing out the pipe.
+    /// ([`Process::stderr_tail`]) and logging each line (info, target
+    /// `runtimeuse::process`), instead of handing out the pipe.
     #[must_use]
     pub fn stderr_tail(mut self, limit: usize) -> Self {
         self.stderr = StderrMode::Tail(limit);
@@ -244,9 +245,15 @@ impl Spawn {
         };
         let stdout = child.stdout.take();
         let (stderr, tail) = match (self.stderr, child.stderr.take()) {
-            (StderrMode::Tail(limit), Some(stderr)) => {
-                (None, Some(StderrTail::spawn(stderr, limit, pid)))
-            }
+            (StderrMode::Tail(limit), Some(stderr)) => (
+                None,
+                Some(StderrTail::spawn(
+                    stderr,
+                    limit,
+                    pid,
+                    self.program.to_string_lossy().into_owned(),
+                )),
+            ),
             (_, stderr) => (stderr, None),
         };
         tracing::debug!(pid, program = %self.program.to_string_lossy(), containment = ?tree.containment(), "process started");

@@ -5,6 +5,13 @@ use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncRead, AsyncReadExt as _};
 use tokio::sync::watch;
 
+/// Longest stderr line logged as one (longer ones are logged in pieces).
+const MAX_LOGGED_LINE: usize = 8 * 1024;
+
+fn log_line(pid: u32, program: &str, line: &[u8]) {
+    tracing::info!(target: "runtimeuse::process", pid, program, "{}", String::from_utf8_lossy(line));
+}
+
 /// The last bytes a child wrote to stderr, kept while it runs (a cheap handle; clones
 /// share the tail).
 #[derive(Debug, Clone)]
@@ -15,8 +22,9 @@ pub struct StderrTail {
 
 impl StderrTail {
     /// Starts reading `stderr` in a task, keeping its last `limit` bytes and logging each
-    /// chunk at debug level (target `runtimeuse::process`, redacted by the log layer).
-    pub(super) fn spawn<R>(mut stderr: R, limit: usize, pid: u32) -> Self
+    /// line at info level (target `runtimeuse::process`, with the pid and program; in the
+    /// caller's span, so the log layer redacts the session's secrets).
+    pub(super) fn spawn<R>(mut stderr: R, limit: usize, pid: u32, program: String) -> Self
     where
         R: AsyncRead + Unpin + Send + 'static,
     {
@@ -25,13 +33,22 @@ impl StderrTail {
         let keep = bytes.clone();
         let reader = async move {
             let mut buf = vec![0_u8; 8 * 1024];
+            let mut line = Vec::new();
             loop {
                 let n = match stderr.read(&mut buf).await {
                     Ok(0) | Err(_) => break,
                     Ok(n) => n,
                 };
                 let chunk = &buf[..n];
-                tracing::debug!(target: "runtimeuse::process", pid, stderr = %String::from_utf8_lossy(chunk));
+                for &byte in chunk {
+                    if byte == b'\n' || line.len() >= MAX_LOGGED_LINE {
+                        log_line(pid, &program, &line);
+                        line.clear();
+                    }
+                    if byte != b'\n' {
+                        line.push(byte);
+                    }
+                }
                 if let Ok(mut tail) = keep.lock() {
                     tail.extend_from_slice(chunk);
                     if tail.len() > limit {
@@ -39,6 +56,9 @@ impl StderrTail {
                         tail.drain(..cut);
                     }
                 }
+            }
+            if !line.is_empty() {
+                log_line(pid, &program, &line);
             }
             let _ = done_tx.send(true);
         };
