@@ -23,6 +23,12 @@ from runtimeuse_client import (
 from _support import AssistantRecorder, OutputRecorder, query_options
 from conftest import DEFAULT_ARGS, REPO_ROOT, Runtime
 
+# The handler for tests of how handlers are run (argv, environment), shared with the
+# Rust tests.
+PROBE = str(REPO_ROOT / "crates/runtimeuse-agents/tests/handler_support/probe_handler.py")
+
+TOKEN = "interop-handler-token-Q7"
+
 HANDLERS = {
     "python": ("python3", str(REPO_ROOT / "examples/handlers/python/handler.py")),
     "js": (str(REPO_ROOT / "examples/handlers/js/handler.mjs"),),
@@ -150,7 +156,9 @@ def test_a_crashing_python_handler_is_a_clear_error(tmp_path):
 
 
 def test_secrets_a_handler_prints_to_stderr_stay_out_of_logs_and_errors(tmp_path):
-    rt = Runtime(tmp_path / "cwd", args=(*DEFAULT_ARGS, "--handler", *HANDLERS["python"]))
+    # A child's stderr is logged at debug level, target runtimeuse::process.
+    rt = Runtime(tmp_path / "cwd", args=(*DEFAULT_ARGS, "--handler", *HANDLERS["python"]),
+                 env={"RUST_LOG": "info,runtimeuse::process=debug"})
     secret = "stderr-s3cret-4711"
     try:
         async def go():
@@ -165,5 +173,85 @@ def test_secrets_a_handler_prints_to_stderr_stay_out_of_logs_and_errors(tmp_path
         log = rt.stderr_text()
         assert "leaking" in log, "the handler's stderr is logged"
         assert secret not in log
+    finally:
+        rt.terminate()
+
+
+def _query_text(url: str, prompt: str, **options) -> str:
+    async def go() -> str:
+        result = await RuntimeUseClient(ws_url=url).query(
+            prompt=prompt, options=query_options(**options))
+        return result.data.text
+    return asyncio.run(go())
+
+
+def test_handler_arguments_starting_with_a_hyphen_go_in_handler_arg(tmp_path):
+    # Runtime options after the handler's: `--handler` stops at the next option, and
+    # each `--handler-arg` adds one argument, hyphen or not, in order.
+    rt = Runtime(tmp_path / "cwd", args=(
+        "--handler", "python3", PROBE, "plain",
+        "--handler-arg", "--verbose", "--handler-arg=-x", "--handler-arg", "--",
+        *DEFAULT_ARGS,
+    ))
+    try:
+        assert json.loads(_query_text(rt.url, "ARGV")) == ["plain", "--verbose", "-x", "--"]
+    finally:
+        rt.terminate()
+
+
+def test_handler_arg_without_handler_is_refused(tmp_path):
+    with pytest.raises(pytest.fail.Exception) as info:
+        Runtime(tmp_path / "cwd", args=(*DEFAULT_ARGS, "--handler-arg", "-v"))
+    assert "--handler" in str(info.value)
+
+
+def test_the_handler_never_sees_the_runtime_token_or_its_settings(tmp_path):
+    rt = Runtime(
+        tmp_path / "cwd",
+        args=(*DEFAULT_ARGS, "--handler", "python3", PROBE),
+        env={"RUNTIMEUSE_TOKEN": TOKEN, "RUNTIMEUSE_KILL_GRACE": "0.5",
+             "COPY_OF_TOKEN": f"Bearer {TOKEN}", "KEPT_FOR_HANDLER": "1"},
+    )
+    try:
+        seen = json.loads(_query_text(
+            f"{rt.url}/?token={TOKEN}", "ENV", agent_env={"FROM_AGENT_ENV": "yes"}))
+        environ = seen["environ"]
+        # The token would come back as [REDACTED] (the runtime redacts it), so look for
+        # the variables, and for the redaction marker itself.
+        assert not [k for k in environ if k.startswith("RUNTIMEUSE_")], environ
+        assert "COPY_OF_TOKEN" not in environ
+        assert "RUNTIMEUSE_" not in seen["proc"]
+        assert "[REDACTED]" not in json.dumps(seen)
+        assert environ["KEPT_FOR_HANDLER"] == "1"
+        assert environ["FROM_AGENT_ENV"] == "yes"
+        assert seen["invocation_env"]["FROM_AGENT_ENV"] == "yes"
+        assert "RUNTIMEUSE_TOKEN" not in seen["invocation_env"]
+    finally:
+        rt.terminate()
+
+
+def test_credentials_in_agent_env_come_back_redacted(tmp_path):
+    rt = Runtime(tmp_path / "cwd", args=(*DEFAULT_ARGS, "--handler", "python3", PROBE))
+    key = "sk-interop-handler-key-5521"
+    try:
+        recorder = AssistantRecorder()
+
+        async def go():
+            client = RuntimeUseClient(ws_url=rt.url)
+            result = await client.query(prompt="LEAK:API_KEY", options=query_options(
+                agent_env={"API_KEY": key}, secrets_to_redact=[key],
+                on_assistant_message=recorder))
+            with pytest.raises(AgentRuntimeError) as info:
+                await RuntimeUseClient(ws_url=rt.url).query(
+                    prompt="LEAK_CRASH:API_KEY", options=query_options(
+                        agent_env={"API_KEY": key}, secrets_to_redact=[key]))
+            return result, info.value
+        result, error = asyncio.run(go())
+        assert result.data.text == "result sees [REDACTED]"
+        assert result.metadata["seen"] == "[REDACTED]"
+        assert recorder.blocks == [["assistant sees [REDACTED]"]]
+        assert "crashing with [REDACTED]" in error.error
+        assert key not in error.error and key not in json.dumps(error.metadata)
+        assert key not in rt.stderr_text()
     finally:
         rt.terminate()

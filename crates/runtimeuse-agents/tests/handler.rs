@@ -24,7 +24,7 @@ fn schema() -> Value {
 
 #[tokio::test]
 async fn a_text_result_comes_back_as_the_result_message() {
-    let server = serve(python_handler(), |_| {}).await;
+    let server = serve(python_handler().await, |_| {}).await;
     let frames = invoke(&server, &invocation("ECHO:hello from python", json!({}))).await;
     let last = terminal(&frames);
     assert_eq!(last["message_type"], "result_message", "{frames:?}");
@@ -36,7 +36,7 @@ async fn a_text_result_comes_back_as_the_result_message() {
 
 #[tokio::test]
 async fn structured_output_matching_the_schema_is_the_result() {
-    let server = serve(python_handler(), |_| {}).await;
+    let server = serve(python_handler().await, |_| {}).await;
     let message = invocation(
         r#"STRUCTURED:{"n": 7}"#,
         json!({"output_format_json_schema_str": schema().to_string()}),
@@ -51,7 +51,7 @@ async fn structured_output_matching_the_schema_is_the_result() {
 
 #[tokio::test]
 async fn structured_output_not_matching_the_schema_is_an_error() {
-    let server = serve(python_handler(), |_| {}).await;
+    let server = serve(python_handler().await, |_| {}).await;
     let message = invocation(
         r#"STRUCTURED:{"n": "seven"}"#,
         json!({"output_format_json_schema_str": schema().to_string()}),
@@ -64,7 +64,7 @@ async fn structured_output_not_matching_the_schema_is_an_error() {
 
 #[tokio::test]
 async fn assistant_messages_stream_in_order_before_the_result() {
-    let server = serve(python_handler(), |_| {}).await;
+    let server = serve(python_handler().await, |_| {}).await;
     let frames = invoke(&server, &invocation("STREAM:5", json!({}))).await;
     let texts: Vec<&Value> = of_type(&frames, "assistant_message")
         .into_iter()
@@ -79,7 +79,7 @@ async fn assistant_messages_stream_in_order_before_the_result() {
 
 #[tokio::test]
 async fn a_command_the_handler_asks_for_runs_streams_and_answers_redacted() {
-    let server = serve(python_handler(), |_| {}).await;
+    let server = serve(python_handler().await, |_| {}).await;
     let message = invocation(
         "RUN:echo out-$TOKEN_VALUE; echo err-line >&2; exit 3",
         json!({
@@ -110,7 +110,7 @@ async fn a_command_the_handler_asks_for_runs_streams_and_answers_redacted() {
 
 #[tokio::test]
 async fn the_handler_sees_the_invocation_and_its_environment() {
-    let server = serve(python_handler(), |_| {}).await;
+    let server = serve(python_handler().await, |_| {}).await;
     let message = invocation(
         "INVOCATION",
         json!({
@@ -148,7 +148,7 @@ async fn the_handler_sees_the_invocation_and_its_environment() {
 
 #[tokio::test]
 async fn an_error_line_becomes_the_error_message_with_its_metadata() {
-    let server = serve(python_handler(), |_| {}).await;
+    let server = serve(python_handler().await, |_| {}).await;
     let frames = invoke(&server, &invocation("ERROR:it went wrong", json!({}))).await;
     assert_eq!(of_type(&frames, "error_message").len(), 1, "{frames:?}");
     let last = terminal(&frames);
@@ -159,7 +159,7 @@ async fn an_error_line_becomes_the_error_message_with_its_metadata() {
 
 #[tokio::test]
 async fn a_crash_is_an_error_carrying_the_exit_status_and_stderr() {
-    let server = serve(python_handler(), |_| {}).await;
+    let server = serve(python_handler().await, |_| {}).await;
     let frames = invoke(
         &server,
         &invocation("CRASH:segfault-ish trouble", json!({})),
@@ -182,7 +182,7 @@ async fn a_crash_is_an_error_carrying_the_exit_status_and_stderr() {
 
 #[tokio::test]
 async fn garbage_on_stdout_is_an_error_quoting_the_line() {
-    let server = serve(python_handler(), |_| {}).await;
+    let server = serve(python_handler().await, |_| {}).await;
     let frames = invoke(&server, &invocation("GARBAGE", json!({}))).await;
     let last = terminal(&frames);
     assert_eq!(last["message_type"], "error_message", "{frames:?}");
@@ -195,7 +195,7 @@ async fn garbage_on_stdout_is_an_error_quoting_the_line() {
 async fn a_silent_handler_is_stopped_after_the_idle_limit() {
     let dir = tempfile::tempdir().unwrap();
     let pid_file = dir.path().join("pids");
-    let server = serve(python_handler(), |c| {
+    let server = serve(python_handler().await, |c| {
         c.idle_timeout = Duration::from_secs(1);
     })
     .await;
@@ -225,7 +225,7 @@ async fn a_silent_handler_is_stopped_after_the_idle_limit() {
 async fn cancel_stops_the_handler_and_its_children_and_the_session_goes_on() {
     let dir = tempfile::tempdir().unwrap();
     let pid_file = dir.path().join("pids");
-    let server = serve(python_handler(), |_| {}).await;
+    let server = serve(python_handler().await, |_| {}).await;
     let mut client = Client::connect(&server).await;
     client
         .send(&invocation(
@@ -256,7 +256,7 @@ async fn cancel_stops_the_handler_and_its_children_and_the_session_goes_on() {
 async fn a_command_running_when_cancel_arrives_is_killed_too() {
     let dir = tempfile::tempdir().unwrap();
     let pid_file = dir.path().join("cmd-pid");
-    let server = serve(python_handler(), |_| {}).await;
+    let server = serve(python_handler().await, |_| {}).await;
     let mut client = Client::connect(&server).await;
     client
         .send(&invocation(

@@ -24,7 +24,7 @@ fn module(name: &str, source: &str) -> (tempfile::TempDir, PathBuf) {
 
 #[tokio::test]
 async fn text_structured_and_streamed_messages_come_through() {
-    let server = serve(node_handler(&example()), |_| {}).await;
+    let server = serve(node_handler(&example()).await, |_| {}).await;
     let frames = invoke(&server, &invocation("ECHO:hi from js", json!({}))).await;
     assert_eq!(
         terminal(&frames)["data"],
@@ -67,7 +67,7 @@ async fn text_structured_and_streamed_messages_come_through() {
 
 #[tokio::test]
 async fn send_error_message_then_throw_is_one_error_with_the_metadata_given() {
-    let server = serve(node_handler(&example()), |_| {}).await;
+    let server = serve(node_handler(&example()).await, |_| {}).await;
     let frames = invoke(&server, &invocation("ERROR:bad things", json!({}))).await;
     assert_eq!(of_type(&frames, "error_message").len(), 1, "{frames:?}");
     let last = terminal(&frames);
@@ -77,7 +77,7 @@ async fn send_error_message_then_throw_is_one_error_with_the_metadata_given() {
 
 #[tokio::test]
 async fn a_thrown_error_is_the_error_message_with_its_name() {
-    let server = serve(node_handler(&example()), |_| {}).await;
+    let server = serve(node_handler(&example()).await, |_| {}).await;
     let frames = invoke(&server, &invocation("THROW:kaput", json!({}))).await;
     let last = terminal(&frames);
     assert_eq!(last["message_type"], "error_message");
@@ -87,7 +87,7 @@ async fn a_thrown_error_is_the_error_message_with_its_name() {
 
 #[tokio::test]
 async fn the_invocation_maps_onto_upstreams_fields() {
-    let server = serve(node_handler(&example()), |_| {}).await;
+    let server = serve(node_handler(&example()).await, |_| {}).await;
     let frames = invoke(
         &server,
         &invocation(
@@ -115,14 +115,14 @@ async fn the_invocation_maps_onto_upstreams_fields() {
 
 #[tokio::test]
 async fn console_log_goes_to_stderr_not_into_the_protocol() {
-    let server = serve(node_handler(&example()), |_| {}).await;
+    let server = serve(node_handler(&example()).await, |_| {}).await;
     let frames = invoke(&server, &invocation("LOG:{not a protocol line", json!({}))).await;
     assert_eq!(terminal(&frames)["data"]["text"], "logged", "{frames:?}");
 }
 
 #[tokio::test]
 async fn run_command_has_the_runtime_run_it() {
-    let server = serve(node_handler(&example()), |_| {}).await;
+    let server = serve(node_handler(&example()).await, |_| {}).await;
     let frames = invoke(&server, &invocation("RUN:printf js-ran", json!({}))).await;
     let outputs = of_type(&frames, "command_output_message");
     assert_eq!(outputs[0]["text"], "js-ran", "{frames:?}");
@@ -131,7 +131,7 @@ async fn run_command_has_the_runtime_run_it() {
 
 #[tokio::test]
 async fn cancel_aborts_the_signal_and_the_session_goes_on() {
-    let server = serve(node_handler(&example()), |_| {}).await;
+    let server = serve(node_handler(&example()).await, |_| {}).await;
     let mut client = Client::connect(&server).await;
     client.send(&invocation("SLOW:60000", json!({}))).await;
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
@@ -150,7 +150,7 @@ async fn a_default_export_and_a_commonjs_module_both_load() {
         "default.mjs",
         "export default { async run(inv) { return { type: 'text', text: 'default:' + inv.userPrompt }; } };",
     );
-    let server = serve(node_handler(&path), |_| {}).await;
+    let server = serve(node_handler(&path).await, |_| {}).await;
     let frames = invoke(&server, &invocation("x", json!({}))).await;
     assert_eq!(terminal(&frames)["data"]["text"], "default:x");
 
@@ -158,7 +158,7 @@ async fn a_default_export_and_a_commonjs_module_both_load() {
         "common.cjs",
         "module.exports = { handler: { run: async (inv) => ({ type: 'text', text: 'cjs:' + inv.model }) } };",
     );
-    let server = serve(node_handler(&path), |_| {}).await;
+    let server = serve(node_handler(&path).await, |_| {}).await;
     let frames = invoke(&server, &invocation("x", json!({}))).await;
     assert_eq!(terminal(&frames)["data"]["text"], "cjs:test-model");
 }
@@ -166,7 +166,7 @@ async fn a_default_export_and_a_commonjs_module_both_load() {
 #[tokio::test]
 async fn a_module_without_a_handler_is_a_clear_error() {
     let (_dir, path) = module("nothing.mjs", "export const notAHandler = 1;");
-    let server = serve(node_handler(&path), |_| {}).await;
+    let server = serve(node_handler(&path).await, |_| {}).await;
     let frames = invoke(&server, &invocation("x", json!({}))).await;
     let last = terminal(&frames);
     assert_eq!(last["message_type"], "error_message");
@@ -177,7 +177,7 @@ async fn a_module_without_a_handler_is_a_clear_error() {
 #[tokio::test]
 async fn a_module_that_fails_to_load_reports_why() {
     let (_dir, path) = module("broken.mjs", "export const handler = {;");
-    let server = serve(node_handler(&path), |_| {}).await;
+    let server = serve(node_handler(&path).await, |_| {}).await;
     let frames = invoke(&server, &invocation("x", json!({}))).await;
     let last = terminal(&frames);
     assert_eq!(last["message_type"], "error_message");
@@ -195,7 +195,8 @@ async fn typescript_runs_where_node_strips_types_and_is_refused_clearly_elsewher
         &[],
         "node",
         std::env::var("PATH").ok().as_deref(),
-    );
+    )
+    .await;
     match resolved {
         Ok(program) => {
             let server = serve(program, |_| {}).await;
@@ -212,6 +213,7 @@ async fn typescript_runs_where_node_strips_types_and_is_refused_clearly_elsewher
 #[tokio::test]
 async fn a_missing_module_is_refused_at_start_up() {
     let error = HandlerProgram::resolve("/nonexistent/handler.js", &[], "node", Some("/usr/bin"))
+        .await
         .unwrap_err();
     assert!(matches!(error, HandlerError::ModuleNotFound(_)), "{error}");
 }

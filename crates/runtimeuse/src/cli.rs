@@ -129,9 +129,20 @@ pub struct ServeArgs {
     /// invocation, it speaks the JSON-lines handler protocol (docs/handler-protocol.md) on
     /// stdin/stdout. A `.js`/`.mjs`/`.cjs`/`.ts` module exporting an upstream AgentHandler
     /// runs through the built-in Node adapter (needs `node`). Its arguments follow it, up
-    /// to the next option: `--handler python3 my_handler.py`.
+    /// to the next option: `--handler python3 my_handler.py`; one that starts with `-`
+    /// goes in `--handler-arg`.
     #[arg(long, value_name = "PROGRAM [ARGS]", num_args = 1..)]
     pub handler: Vec<String>,
+    /// One more argument for the `--handler` program, after those given with it; it may
+    /// start with `-`: `--handler python3 --handler-arg -u --handler-arg my_handler.py`.
+    /// Repeatable, in order.
+    #[arg(
+        long,
+        value_name = "ARG",
+        requires = "handler",
+        allow_hyphen_values = true
+    )]
+    pub handler_arg: Vec<String>,
     /// Seconds a handler may go without printing a protocol line (while none of its
     /// commands runs) before it is stopped and the request fails.
     #[arg(long, env = "RUNTIMEUSE_HANDLER_IDLE_TIMEOUT", default_value_t = 600.0)]

@@ -45,12 +45,15 @@ fn agent(args: &ServeArgs) -> Arc<dyn Agent> {
 
 /// The `--handler` agent, when one is given; checked here so that a missing program,
 /// module or `node` stops the runtime at start-up with a clear message.
-fn handler_agent(args: &ServeArgs) -> anyhow::Result<Option<Arc<dyn Agent>>> {
+async fn handler_agent(args: &ServeArgs) -> anyhow::Result<Option<Arc<dyn Agent>>> {
     let Some((program, program_args)) = args.handler.split_first() else {
         return Ok(None);
     };
+    // `--handler-arg`s (which may start with `-`) follow the arguments given with it.
+    let program_args = [program_args, &args.handler_arg].concat();
     let path = std::env::var("PATH").ok();
-    let resolved = HandlerProgram::resolve(program, program_args, "node", path.as_deref())
+    let resolved = HandlerProgram::resolve(program, &program_args, "node", path.as_deref())
+        .await
         .context("--handler")?;
     let mut config = HandlerConfig::new(resolved);
     config.idle_timeout = seconds("handler-idle-timeout", args.handler_idle_timeout)?;
@@ -61,11 +64,11 @@ fn handler_agent(args: &ServeArgs) -> anyhow::Result<Option<Arc<dyn Agent>>> {
     Ok(Some(Arc::new(HandlerAgent::new(config))))
 }
 
-fn session_config(args: &ServeArgs) -> anyhow::Result<SessionConfig> {
+async fn session_config(args: &ServeArgs) -> anyhow::Result<SessionConfig> {
     if args.max_turns == 0 {
         bail!("--max-turns must be at least 1");
     }
-    let chosen = match handler_agent(args)? {
+    let chosen = match handler_agent(args).await? {
         Some(handler) => handler,
         None => agent(args),
     };
@@ -131,7 +134,7 @@ fn network_limits(config: &mut ServerConfig, args: &ServeArgs) -> anyhow::Result
 /// `token` is the one resolved before logging started (see [`crate::token::resolve`]); it
 /// is a secret like any other, redacted from what clients receive too.
 pub async fn run(args: ServeArgs, token: Option<String>) -> anyhow::Result<ExitCode> {
-    let mut sessions = session_config(&args)?;
+    let mut sessions = session_config(&args).await?;
     sessions.secrets = crate::token::redactor(token.as_deref());
     // No child gets the token, whatever variable of the runtime's environment holds it.
     if let Some(token) = &token {

@@ -1,21 +1,15 @@
-//! The handler's process: started in its own process group with an explicit environment
-//! and piped stdio; its stderr logged and its tail kept; stopped TERM → grace → KILL.
-//!
-//! Interim: this moves onto `runtimeuse_server::process` (the one spawn primitive) once
-//! it lands.
+//! The handler's process, started through the runtime's one process primitive
+//! ([`runtimeuse_server::process`]): its own process group and tree containment, exactly
+//! the invocation's environment, piped stdin/stdout, a bounded stderr tail, and the whole
+//! tree killed when it is stopped or dropped.
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::ExitStatus;
 use std::time::Duration;
 
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
-use tokio::io::{AsyncBufReadExt as _, BufReader};
-use tokio::process::{Child, ChildStdin, ChildStdout};
-use tokio::task::JoinHandle;
-use tracing::Instrument as _;
+use runtimeuse_server::process::{Environment, Process, ProcessError, Spawn, StderrTail};
+use tokio::process::{ChildStdin, ChildStdout};
 
 use super::program::HandlerProgram;
 
@@ -24,134 +18,71 @@ const STDERR_TAIL: usize = 8 * 1024;
 
 /// A running handler.
 pub(super) struct HandlerChild {
-    child: Child,
-    pgid: Option<Pid>,
+    process: Process,
     /// The handler's stdin; `None` once closed.
     pub stdin: Option<ChildStdin>,
-    stdout: Option<ChildStdout>,
-    tail: Arc<Mutex<String>>,
-    stderr_reader: Option<JoinHandle<()>>,
+    tail: Option<StderrTail>,
 }
 
 impl HandlerChild {
-    /// Starts `program` in `cwd` with exactly `env`.
+    /// Starts `program` in `cwd` with exactly `env` (the invocation's environment: the
+    /// runtime's own without its `RUNTIMEUSE_*` settings and withheld credentials, with
+    /// `agent_env` merged over it). Call it in the request's span: the stderr tail logs
+    /// in it, so the session's secrets are redacted from those lines.
     pub fn spawn(
         program: &HandlerProgram,
         env: &BTreeMap<String, String>,
         cwd: &Path,
-    ) -> std::io::Result<Self> {
-        let mut command = tokio::process::Command::new(&program.program);
-        command
+    ) -> Result<Self, ProcessError> {
+        let mut process = Spawn::new(&program.program)
             .args(&program.args)
-            .env_clear()
-            .envs(env)
+            .env(env.iter().collect::<Environment>())
             .current_dir(cwd)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true);
-        let mut child = command.spawn()?;
-        let pgid = child
-            .id()
-            .and_then(|pid| i32::try_from(pid).ok())
-            .map(Pid::from_raw);
-        let (Some(stdin), Some(stdout), Some(stderr)) =
-            (child.stdin.take(), child.stdout.take(), child.stderr.take())
-        else {
-            return Err(std::io::Error::other("the handler's pipes are missing"));
-        };
-        let tail = Arc::new(Mutex::new(String::new()));
-        let keep = tail.clone();
-        let pid = child.id().unwrap_or_default();
-        // In the request's span, so the log layer redacts the session's secrets.
-        let stderr_reader = tokio::spawn(
-            async move {
-                let mut lines = BufReader::new(stderr).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    tracing::info!(target: "runtimeuse::handler", pid, "{line}");
-                    if let Ok(mut tail) = keep.lock() {
-                        tail.push_str(&line);
-                        tail.push('\n');
-                        if tail.len() > STDERR_TAIL {
-                            let mut cut = tail.len() - STDERR_TAIL;
-                            while !tail.is_char_boundary(cut) {
-                                cut += 1;
-                            }
-                            tail.drain(..cut);
-                        }
-                    }
-                }
-            }
-            .instrument(tracing::Span::current()),
-        );
+            .stdin_piped()
+            .stderr_tail(STDERR_TAIL)
+            .spawn()?;
         Ok(Self {
-            child,
-            pgid,
-            stdin: Some(stdin),
-            stdout: Some(stdout),
-            tail,
-            stderr_reader: Some(stderr_reader),
+            stdin: process.take_stdin(),
+            tail: process.stderr_tail(),
+            process,
         })
     }
 
     /// The handler's stdout (the protocol), once.
     pub fn take_stdout(&mut self) -> Option<ChildStdout> {
-        self.stdout.take()
+        self.process.take_stdout()
     }
 
     /// The last bytes the handler wrote to stderr so far.
     pub fn stderr_tail(&self) -> String {
-        self.tail.lock().map(|t| t.clone()).unwrap_or_default()
+        self.tail.as_ref().map(StderrTail::text).unwrap_or_default()
     }
 
     /// The stderr tail once stderr has closed (the handler exited), waiting at most `limit`
     /// for a process that still holds it open.
-    pub async fn final_stderr_tail(&mut self, limit: Duration) -> String {
-        if let Some(reader) = self.stderr_reader.as_mut()
-            && tokio::time::timeout(limit, reader).await.is_ok()
-        {
-            self.stderr_reader = None;
+    pub async fn final_stderr_tail(&self, limit: Duration) -> String {
+        if let Some(tail) = &self.tail {
+            let _ = tokio::time::timeout(limit, tail.closed()).await;
         }
         self.stderr_tail()
     }
 
     /// Waits for the handler to exit.
     pub async fn wait(&mut self) -> std::io::Result<ExitStatus> {
-        self.child.wait().await
+        self.process.wait().await
     }
 
-    /// Closes stdin, waits `grace` for the handler to exit by itself, then SIGTERM to its
-    /// group, `grace` again, SIGKILL. The group is SIGKILLed at the end in any case.
+    /// Closes stdin and gives the handler `grace` to exit by itself (after its result or
+    /// a `cancel` line), then [`Process::stop`]s its tree: SIGTERM, `grace`, SIGKILL, and
+    /// whatever it left behind (background children, `setsid` escapes) is killed too.
+    /// The handler's exit status, when it could be had.
     pub async fn stop(&mut self, grace: Duration) -> Option<ExitStatus> {
         self.stdin = None;
-        let status = if let Ok(status) = tokio::time::timeout(grace, self.child.wait()).await {
-            status.ok()
-        } else {
-            self.signal(Signal::SIGTERM);
-            if let Ok(status) = tokio::time::timeout(grace, self.child.wait()).await {
-                status.ok()
-            } else {
-                self.signal(Signal::SIGKILL);
-                self.child.wait().await.ok()
-            }
+        let exited = match tokio::time::timeout(grace, self.process.wait()).await {
+            Ok(Ok(status)) => Some(status),
+            _ => None,
         };
-        self.signal(Signal::SIGKILL);
-        status
-    }
-
-    fn signal(&self, signal: Signal) {
-        if let Some(pgid) = self.pgid {
-            let _ = killpg(pgid, signal);
-        }
-    }
-}
-
-impl Drop for HandlerChild {
-    fn drop(&mut self) {
-        self.signal(Signal::SIGKILL);
-        if let Some(reader) = &self.stderr_reader {
-            reader.abort();
-        }
+        let stopped = self.process.stop(grace).await.ok();
+        exited.or(stopped)
     }
 }

@@ -5,8 +5,12 @@
 //! the invocation; the handler answers with assistant messages, command requests that the
 //! runtime runs for it (streamed to the client, redacted, killed on cancel), and then one
 //! result or one error. A cancel is a `cancel` line, then the process is stopped (stdin
-//! closed, TERM, KILL). A handler that crashes, prints garbage or goes silent ends the
-//! request with a clear error carrying its stderr tail.
+//! closed, a grace period, then [`Process::stop`]: TERM, KILL, and its whole tree, `setsid`
+//! escapes included). A handler that crashes, prints garbage or goes silent ends the
+//! request with a clear error carrying its stderr tail. The process is started through
+//! [`runtimeuse_server::process`], like every child of the runtime.
+//!
+//! [`Process::stop`]: runtimeuse_server::process::Process::stop
 //!
 //! A module ending in `.js`, `.mjs`, `.cjs`, `.ts`, `.mts` or `.cts` runs through the Node
 //! adapter the runtime carries, so upstream's `AgentHandler` modules run unchanged.
@@ -14,14 +18,17 @@
 //! ```no_run
 //! use runtimeuse_agents::handler::{HandlerAgent, HandlerConfig, HandlerProgram};
 //!
+//! # async fn demo() -> Result<(), runtimeuse_agents::handler::HandlerError> {
 //! let program = HandlerProgram::resolve(
 //!     "python3",
 //!     &["my_handler.py".to_owned()],
 //!     "node",
 //!     std::env::var("PATH").ok().as_deref(),
-//! )?;
+//! )
+//! .await?;
 //! let agent = HandlerAgent::new(HandlerConfig::new(program));
-//! # Ok::<(), runtimeuse_agents::handler::HandlerError>(())
+//! # Ok(())
+//! # }
 //! ```
 
 mod child;
@@ -49,7 +56,8 @@ pub struct HandlerConfig {
     /// What to start for each invocation.
     pub program: HandlerProgram,
     /// A handler that prints no protocol line for this long (while none of its commands
-    /// runs) is stopped and the request fails.
+    /// runs) is stopped and the request fails. Only stdout lines count: stderr output is
+    /// logging, not a sign of progress.
     pub idle_timeout: Duration,
     /// After the result, after a `cancel` line, and between SIGTERM and SIGKILL: how long
     /// the handler gets to exit by itself.

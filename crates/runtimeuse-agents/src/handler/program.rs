@@ -4,14 +4,26 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
+use runtimeuse_server::process::{Environment, ProcessError, Spawn};
 use tempfile::TempPath;
+use tokio::io::AsyncReadExt as _;
 
 /// The Node adapter, written to a temporary file when a JS handler is configured.
 const NODE_ADAPTER: &str = include_str!("../../assets/node-adapter.mjs");
 
 /// File extensions run through the Node adapter.
 const JS_EXTENSIONS: [&str; 6] = ["js", "mjs", "cjs", "ts", "mts", "cts"];
+
+/// Hang guard for `node --version`.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Most bytes of `node --version` output read.
+const PROBE_STDOUT: u64 = 4 * 1024;
+
+/// Bytes of `node --version` stderr kept for the error message.
+const PROBE_STDERR: usize = 4 * 1024;
 
 /// Why `--handler` cannot be served.
 #[derive(Debug, thiserror::Error)]
@@ -66,7 +78,7 @@ impl HandlerProgram {
     /// # Errors
     ///
     /// A [`HandlerError`] saying what is missing.
-    pub fn resolve(
+    pub async fn resolve(
         program: &str,
         args: &[String],
         node: &str,
@@ -78,7 +90,7 @@ impl HandlerProgram {
             .and_then(|e| e.to_str())
             .is_some_and(|e| JS_EXTENSIONS.contains(&e));
         if is_module {
-            return Self::node_module(as_path, args, node, path_var);
+            return Self::node_module(as_path, args, node, path_var).await;
         }
         let resolved = find_program(program, path_var)
             .ok_or_else(|| HandlerError::ProgramNotFound(program.to_owned()))?;
@@ -89,7 +101,7 @@ impl HandlerProgram {
         })
     }
 
-    fn node_module(
+    async fn node_module(
         module: &Path,
         args: &[String],
         node: &str,
@@ -103,10 +115,13 @@ impl HandlerProgram {
             node: node.to_owned(),
             reason: "not found on PATH".into(),
         })?;
-        let version = node_version(&node_path).map_err(|reason| HandlerError::NodeMissing {
-            node: node.to_owned(),
-            reason,
-        })?;
+        let version =
+            node_version(&node_path)
+                .await
+                .map_err(|reason| HandlerError::NodeMissing {
+                    node: node.to_owned(),
+                    reason,
+                })?;
         let mut node_args: Vec<OsString> = Vec::new();
         let typescript = module
             .extension()
@@ -142,17 +157,43 @@ fn write_adapter() -> Result<TempPath, HandlerError> {
     Ok(file.into_temp_path())
 }
 
-/// `node --version`, run once at start-up.
-fn node_version(node: &Path) -> Result<String, String> {
-    let output = std::process::Command::new(node)
+/// `node --version`, run once at start-up, through the same process primitive as
+/// everything else the runtime starts (so node gets the filtered environment, its own
+/// process group, and is killed if it hangs).
+async fn node_version(node: &Path) -> Result<String, String> {
+    let mut process = Spawn::new(node)
         .arg("--version")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .map_err(|e| e.to_string())?;
-    if !output.status.success() {
-        return Err(format!("exit status {}", output.status));
+        .env(Environment::inherited())
+        .stderr_tail(PROBE_STDERR)
+        .spawn()
+        .map_err(|error| {
+            let ProcessError::Spawn { source, .. } = error;
+            source.to_string()
+        })?;
+    let mut stdout = process.take_stdout();
+    let run = async {
+        let mut out = String::new();
+        if let Some(stdout) = stdout.as_mut() {
+            // A version is a few bytes; the cap keeps a strange `node` from filling memory.
+            let _ = stdout.take(PROBE_STDOUT).read_to_string(&mut out).await;
+        }
+        (process.wait().await, out)
+    };
+    let (status, out) = tokio::time::timeout(PROBE_TIMEOUT, run)
+        .await
+        .map_err(|_| format!("it did not finish in {} s", PROBE_TIMEOUT.as_secs()))?;
+    // Dropping the process (on every return) kills whatever node left behind.
+    let status = status.map_err(|e| e.to_string())?;
+    if !status.success() {
+        let tail = process.stderr_tail().map(|t| t.text()).unwrap_or_default();
+        let tail = tail.trim();
+        return Err(if tail.is_empty() {
+            status.to_string()
+        } else {
+            format!("{status}: {tail}")
+        });
     }
-    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+    Ok(out.trim().to_owned())
 }
 
 /// `v22.6.1` → `(22, 6)`.
@@ -191,16 +232,17 @@ mod tests {
         assert_eq!(parse_version("nonsense"), None);
     }
 
-    #[test]
-    fn a_missing_program_is_named() {
+    #[tokio::test]
+    async fn a_missing_program_is_named() {
         let error =
             HandlerProgram::resolve("no-such-handler-xyz", &[], "node", Some("/nonexistent"))
+                .await
                 .unwrap_err();
         assert!(error.to_string().contains("no-such-handler-xyz"), "{error}");
     }
 
-    #[test]
-    fn a_missing_node_is_a_clear_error() {
+    #[tokio::test]
+    async fn a_missing_node_is_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
         let module = dir.path().join("handler.mjs");
         std::fs::write(&module, "export default { async run() {} }").unwrap();
@@ -210,8 +252,72 @@ mod tests {
             "node",
             Some(dir.path().to_str().unwrap()),
         )
+        .await
         .unwrap_err();
         assert!(matches!(error, HandlerError::NodeMissing { .. }), "{error}");
         assert!(error.to_string().contains("install Node.js"), "{error}");
+    }
+
+    /// A fake `node` (a shell script) in a fresh directory, answering `--version` with
+    /// `body`.
+    fn fake_node(body: &str) -> tempfile::TempDir {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let node = dir.path().join("node");
+        std::fs::write(&node, format!("#!/bin/sh\n{body}\n")).unwrap();
+        std::fs::set_permissions(&node, std::fs::Permissions::from_mode(0o755)).unwrap();
+        dir
+    }
+
+    #[tokio::test]
+    async fn a_node_that_fails_its_version_probe_is_reported_with_its_stderr() {
+        let dir = fake_node("echo 'node: broken install' >&2; exit 7");
+        let module = dir.path().join("handler.mjs");
+        std::fs::write(&module, "export default {}").unwrap();
+        let error = HandlerProgram::resolve(
+            module.to_str().unwrap(),
+            &[],
+            "node",
+            Some(dir.path().to_str().unwrap()),
+        )
+        .await
+        .unwrap_err();
+        let text = error.to_string();
+        assert!(matches!(error, HandlerError::NodeMissing { .. }), "{text}");
+        assert!(text.contains("exit status: 7"), "{text}");
+        assert!(text.contains("node: broken install"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn the_probed_node_version_decides_how_typescript_is_loaded() {
+        let dir = fake_node("echo v22.7.0");
+        let module = dir.path().join("handler.ts");
+        std::fs::write(&module, "export default {}").unwrap();
+        let path = dir.path().to_str().unwrap().to_owned();
+        let program = HandlerProgram::resolve(
+            module.to_str().unwrap(),
+            &["--flag".to_owned()],
+            "node",
+            Some(&path),
+        )
+        .await
+        .unwrap();
+        assert_eq!(program.program, dir.path().join("node"));
+        assert_eq!(program.args[0], "--experimental-strip-types");
+        assert_eq!(program.args.last().unwrap(), "--flag");
+
+        let old = fake_node("echo v20.1.0");
+        let error = HandlerProgram::resolve(
+            module.to_str().unwrap(),
+            &[],
+            "node",
+            Some(old.path().to_str().unwrap()),
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(error, HandlerError::TypeScriptUnsupported { .. }),
+            "{error}"
+        );
     }
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use futures_util::StreamExt as _;
 use futures_util::stream::FuturesUnordered;
 use runtimeuse_server::agent::{AgentContext, AgentError, AgentOutput, AgentRequest};
+use runtimeuse_server::process::ProcessError;
 use serde_json::Value;
 use tokio::io::AsyncWriteExt as _;
 use tokio::process::ChildStdout;
@@ -45,9 +46,10 @@ pub(super) async fn run_invocation(
 ) -> Result<AgentOutput, AgentError> {
     let cwd = ctx.command_options().default_cwd.clone();
     let env = request.env.clone();
-    let mut child = HandlerChild::spawn(&config.program, &env, &cwd).map_err(|e| {
+    let mut child = HandlerChild::spawn(&config.program, &env, &cwd).map_err(|error| {
+        let ProcessError::Spawn { source, .. } = error;
         failure(format!(
-            "could not start the handler {}: {e}",
+            "could not start the handler {}: {source}",
             config.program.program.display()
         ))
     })?;

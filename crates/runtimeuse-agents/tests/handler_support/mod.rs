@@ -25,7 +25,7 @@ pub fn repo() -> PathBuf {
 }
 
 /// `python3 examples/handlers/python/handler.py`.
-pub fn python_handler() -> HandlerProgram {
+pub async fn python_handler() -> HandlerProgram {
     let script = repo().join("examples/handlers/python/handler.py");
     HandlerProgram::resolve(
         "python3",
@@ -33,17 +33,59 @@ pub fn python_handler() -> HandlerProgram {
         "node",
         std::env::var("PATH").ok().as_deref(),
     )
+    .await
     .expect("python3 is on PATH")
 }
 
+/// `python3 tests/handler_support/probe_handler.py ARGS…`: the handler for tests of how
+/// handlers are run (environment, process tree, redaction).
+pub async fn probe_handler(args: &[&str]) -> HandlerProgram {
+    let script =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/handler_support/probe_handler.py");
+    let mut all = vec![script.display().to_string()];
+    all.extend(args.iter().map(|a| (*a).to_owned()));
+    HandlerProgram::resolve(
+        &python_interpreter(),
+        &all,
+        "node",
+        std::env::var("PATH").ok().as_deref(),
+    )
+    .await
+    .expect("python3 is on PATH")
+}
+
+/// The Python interpreter itself, not a version manager's shim (pyenv's rewrites `PATH`
+/// and adds variables, which tests of the handler's environment must not see).
+pub fn python_interpreter() -> String {
+    let output = std::process::Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .expect("python3 runs");
+    let path = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    assert!(!path.is_empty(), "python3 does not know its executable");
+    path
+}
+
+/// The session id of process `pid` (field 6 of `/proc/PID/stat`).
+pub fn session_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit(')')
+        .next()?
+        .split_whitespace()
+        .nth(3)?
+        .parse()
+        .ok()
+}
+
 /// A JS/TS module run through the Node adapter.
-pub fn node_handler(module: &Path) -> HandlerProgram {
+pub async fn node_handler(module: &Path) -> HandlerProgram {
     HandlerProgram::resolve(
         module.to_str().unwrap(),
         &[],
         "node",
         std::env::var("PATH").ok().as_deref(),
     )
+    .await
     .expect("node is on PATH")
 }
 
