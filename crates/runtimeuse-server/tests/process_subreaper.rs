@@ -38,3 +38,26 @@ async fn a_released_tree_keeps_its_background_children_and_their_zombies_are_rea
         "an adopted orphan stayed a zombie"
     );
 }
+
+#[tokio::test]
+async fn the_fallback_adds_only_its_marker_to_the_environment() {
+    force_fallback();
+    let mut env = runtimeuse_server::process::Environment::empty();
+    env.set("ONLY", "this");
+    let mut process = runtimeuse_server::process::Spawn::new("/usr/bin/env")
+        .env(env)
+        .spawn()
+        .expect("spawns");
+    assert_eq!(process.containment(), Containment::Subreaper);
+    let mut out = String::new();
+    let mut stdout = process.take_stdout().expect("piped");
+    tokio::io::AsyncReadExt::read_to_string(&mut stdout, &mut out)
+        .await
+        .expect("reads");
+    let names: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(n, _)| n)
+        .collect();
+    assert_eq!(names, ["ONLY", runtimeuse_server::process::TREE_MARKER]);
+}

@@ -147,7 +147,8 @@ impl Spawn {
         self
     }
 
-    /// The child's whole environment (default: [`Environment::inherited`]).
+    /// The child's whole environment (default: [`Environment::inherited`]). In the
+    /// subreaper fallback the primitive adds one variable, [`TREE_MARKER`].
     #[must_use]
     pub fn env(mut self, env: Environment) -> Self {
         self.env = Some(env);
