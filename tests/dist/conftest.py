@@ -100,6 +100,31 @@ class Runtime:
                                      text=True, env=env, cwd=cwd, start_new_session=True)
         self.lines: list[str] = []
         assert self.proc.stdout is not None
+        # Hang guard only (npx on a busy machine takes seconds): a runtime that never
+        # becomes ready is killed, which ends the loop below.
+        guard = threading.Timer(180, lambda: self.kill_group())
+        guard.start()
+        try:
+            self._wait_ready()
+        finally:
+            guard.cancel()
+        self.url = f"ws://127.0.0.1:{self.port}"
+
+    def kill_group(self) -> None:
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def group_alive(self) -> bool:
+        """Whether any process of the runtime's session (launchers, the binary) is left."""
+        try:
+            os.killpg(self.proc.pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+    def _wait_ready(self) -> None:
         for line in self.proc.stdout:
             self.lines.append(line.rstrip("\n"))
             match = READY.match(self.lines[-1])
@@ -108,7 +133,6 @@ class Runtime:
                 break
         else:
             raise AssertionError(f"runtime exited before it was ready: {self.describe()}")
-        self.url = f"ws://127.0.0.1:{self.port}"
 
     def describe(self) -> str:
         self.proc.poll()
@@ -122,9 +146,13 @@ class Runtime:
             try:
                 self.proc.wait(30)
             except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.kill_group()
                 self.proc.wait()
         return self.proc.returncode
+
+    def cleanup(self) -> None:
+        self.stop()
+        self.kill_group()
 
 
 @pytest.fixture
@@ -138,7 +166,7 @@ def start():
 
     yield run
     for runtime in started:
-        runtime.stop()
+        runtime.cleanup()
 
 
 @pytest.fixture

@@ -58,6 +58,12 @@ const forwarded = ["SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT"];
 for (const signal of forwarded) {
   process.on(signal, () => child.kill(signal));
 }
+// `npx` (npm exec) exits on SIGTERM without passing it on; a launcher whose parent went
+// away stops the binary the same way, so that `kill <npx pid>` still ends the runtime.
+const parent = process.ppid;
+setInterval(() => {
+  if (process.ppid !== parent) child.kill("SIGTERM");
+}, 500).unref();
 child.on("error", (err) => {
   process.stderr.write(`runtimeuse: could not start the binary: ${err.message}\n`);
   process.exit(1);
