@@ -167,7 +167,12 @@ pub struct ServeArgs {
     )]
     pub token_file: Option<std::path::PathBuf>,
     /// Log format on stderr.
-    #[arg(long, env = "RUNTIMEUSE_LOG_FORMAT", value_enum, default_value = "text")]
+    #[arg(
+        long,
+        env = "RUNTIMEUSE_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
     pub log_format: LogFormat,
     /// Seconds between heartbeat messages while a request runs.
     #[arg(long, env = "RUNTIMEUSE_HEARTBEAT_INTERVAL", default_value_t = 15.0)]
@@ -226,6 +231,13 @@ pub struct ServeArgs {
         default_value = "auto"
     )]
     pub process_containment: ProcessContainment,
+    /// The Claude Code CLI run by `--agent claude` (checked once at start-up).
+    #[arg(long, env = "RUNTIMEUSE_CLAUDE_PATH", default_value = "claude")]
+    pub claude_path: std::path::PathBuf,
+    /// Seconds the Claude Code CLI may print nothing (a long tool included) before it is
+    /// stopped and the request fails.
+    #[arg(long, env = "RUNTIMEUSE_CLAUDE_IDLE_TIMEOUT", default_value_t = 1800.0)]
+    pub claude_idle_timeout: f64,
     /// Most sessions at once; a client past it is closed with code 1013 and a reason.
     #[arg(long, env = "RUNTIMEUSE_MAX_SESSIONS", default_value_t = 256)]
     pub max_sessions: usize,

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use runtimeuse_agents::{EchoAgent, OpenAiAgent, OpenAiConfig, UnavailableAgent};
+use runtimeuse_agents::{ClaudeAgent, ClaudeConfig, EchoAgent, OpenAiAgent, OpenAiConfig};
 use runtimeuse_agents::{HandlerAgent, HandlerConfig, HandlerProgram};
 use runtimeuse_server::agent::Agent;
 use runtimeuse_server::process;
@@ -29,18 +29,37 @@ fn seconds(name: &str, value: f64) -> anyhow::Result<Duration> {
         .map_err(|e| anyhow::anyhow!("--{name}: {value} is not a duration: {e}"))
 }
 
-fn agent(args: &ServeArgs) -> Arc<dyn Agent> {
-    match args.agent {
+fn agent(args: &ServeArgs) -> anyhow::Result<Arc<dyn Agent>> {
+    Ok(match args.agent {
         AgentKind::Echo => Arc::new(EchoAgent),
         AgentKind::Openai => Arc::new(OpenAiAgent::new(OpenAiConfig {
             max_turns: args.max_turns,
             ..OpenAiConfig::default()
         })),
-        AgentKind::Claude => Arc::new(UnavailableAgent::new(
-            "claude",
-            "the Claude agent has not landed yet; use --agent echo",
-        )),
+        AgentKind::Claude => Arc::new(ClaudeAgent::new(claude_config(args)?)),
+    })
+}
+
+fn claude_config(args: &ServeArgs) -> anyhow::Result<ClaudeConfig> {
+    let mut config = ClaudeConfig::new(&args.claude_path);
+    config.max_turns = Some(args.max_turns);
+    config.idle_timeout = seconds("claude-idle-timeout", args.claude_idle_timeout)?;
+    if config.idle_timeout.is_zero() {
+        bail!("--claude-idle-timeout must be greater than zero");
     }
+    config.stop_grace = seconds("kill-grace", args.kill_grace)?;
+    Ok(config)
+}
+
+/// With `--agent claude` (and no `--handler`): checks once that the CLI runs, so that a
+/// missing install stops the runtime at start-up with the install hint.
+async fn check_claude(args: &ServeArgs) -> anyhow::Result<()> {
+    if args.agent != AgentKind::Claude || !args.handler.is_empty() {
+        return Ok(());
+    }
+    let version = runtimeuse_agents::claude::probe(&args.claude_path).await?;
+    tracing::info!(%version, "Claude Code CLI found");
+    Ok(())
 }
 
 /// The `--handler` agent, when one is given; checked here so that a missing program,
@@ -70,7 +89,7 @@ async fn session_config(args: &ServeArgs) -> anyhow::Result<SessionConfig> {
     }
     let chosen = match handler_agent(args).await? {
         Some(handler) => handler,
-        None => agent(args),
+        None => agent(args)?,
     };
     let mut config = SessionConfig::new(chosen);
     let heartbeat = seconds("heartbeat-interval", args.heartbeat_interval)?;
@@ -135,6 +154,7 @@ fn network_limits(config: &mut ServerConfig, args: &ServeArgs) -> anyhow::Result
 /// is a secret like any other, redacted from what clients receive too.
 pub async fn run(args: ServeArgs, token: Option<String>) -> anyhow::Result<ExitCode> {
     let mut sessions = session_config(&args).await?;
+    check_claude(&args).await?;
     sessions.secrets = crate::token::redactor(token.as_deref());
     // No child gets the token, whatever variable of the runtime's environment holds it.
     if let Some(token) = &token {
