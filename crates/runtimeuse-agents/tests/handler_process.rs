@@ -9,34 +9,11 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use handler_support::{
-    Client, alive, invocation, invoke, of_type, probe_handler, read_pids, serve, session_of,
-    terminal, wait_gone,
+    Client, alive, invocation, invoke, of_type, probe_handler, serve, start_escape, terminal,
+    wait_gone,
 };
 use runtimeuse_server::process::TREE_MARKER;
 use serde_json::{Value, json};
-
-/// Starts the ESCAPE handler on `client` and returns (handler pid, escaped sleep pid),
-/// checked to be a real escape: alive, in a session other than the handler's.
-async fn start_escape(client: &mut Client, dir: &std::path::Path) -> (i32, i32) {
-    let pid_file = dir.join("pids");
-    client
-        .send(&invocation(
-            "ESCAPE",
-            json!({"agent_env": {"HANDLER_PID_FILE": pid_file}}),
-        ))
-        .await;
-    let pids = read_pids(&pid_file).await;
-    let [handler, escaped] = pids[..] else {
-        panic!("expected two pids, got {pids:?}");
-    };
-    assert!(alive(escaped), "the escaped sleep is not running");
-    assert_ne!(
-        session_of(escaped),
-        session_of(handler),
-        "the sleep did not leave the handler's session"
-    );
-    (handler, escaped)
-}
 
 #[tokio::test]
 async fn cancel_kills_a_grandchild_that_escaped_with_setsid() {

@@ -226,3 +226,26 @@ pub async fn read_pids(path: &Path) -> Vec<i32> {
     }
     panic!("the handler never wrote {}", path.display());
 }
+
+/// Starts the ESCAPE handler on `client` and returns (handler pid, escaped sleep pid),
+/// checked to be a real escape: alive, in a session other than the handler's.
+pub async fn start_escape(client: &mut Client, dir: &std::path::Path) -> (i32, i32) {
+    let pid_file = dir.join("pids");
+    client
+        .send(&invocation(
+            "ESCAPE",
+            json!({"agent_env": {"HANDLER_PID_FILE": pid_file}}),
+        ))
+        .await;
+    let pids = read_pids(&pid_file).await;
+    let [handler, escaped] = pids[..] else {
+        panic!("expected two pids, got {pids:?}");
+    };
+    assert!(alive(escaped), "the escaped sleep is not running");
+    assert_ne!(
+        session_of(escaped),
+        session_of(handler),
+        "the sleep did not leave the handler's session"
+    );
+    (handler, escaped)
+}
