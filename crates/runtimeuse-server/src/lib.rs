@@ -35,7 +35,7 @@ pub mod session;
 mod socket;
 mod traffic;
 pub mod unzip;
-pub mod upload;
 mod upgrade;
+pub mod upload;
 
 pub use request::CANCELLED;
