@@ -64,6 +64,37 @@ async fn messages(State(seen): State<Seen>, uri: Uri, body: String) -> Response 
         .as_str()
         .unwrap_or("claude-mock")
         .to_owned();
+    let offers_structured = request["tools"]
+        .as_array()
+        .is_some_and(|tools| tools.iter().any(|t| t["name"] == "StructuredOutput"));
+    let answered = request["messages"].to_string().contains("tool_result");
+    if offers_structured && !answered {
+        return sse_response(sse(&[
+            (
+                "message_start",
+                json!({"message": {"id": "msg_mock_t", "type": "message", "role": "assistant",
+                "model": model, "content": [], "stop_reason": null, "stop_sequence": null,
+                "usage": {"input_tokens": 11, "output_tokens": 1}}}),
+            ),
+            (
+                "content_block_start",
+                json!({"index": 0, "content_block": {"type": "tool_use",
+                "id": "toolu_mock_1", "name": "StructuredOutput", "input": {}}}),
+            ),
+            (
+                "content_block_delta",
+                json!({"index": 0, "delta": {"type": "input_json_delta",
+                "partial_json": "{\"n\": 42}"}}),
+            ),
+            ("content_block_stop", json!({"index": 0})),
+            (
+                "message_delta",
+                json!({"delta": {"stop_reason": "tool_use", "stop_sequence": null},
+                "usage": {"output_tokens": 9}}),
+            ),
+            ("message_stop", json!({})),
+        ]));
+    }
     let text = "Hello from the mock Messages API";
     let stream = sse(&[
         (
@@ -88,6 +119,10 @@ async fn messages(State(seen): State<Seen>, uri: Uri, body: String) -> Response 
         ),
         ("message_stop", json!({})),
     ]);
+    sse_response(stream)
+}
+
+fn sse_response(stream: String) -> Response {
     Response::builder()
         .header(header::CONTENT_TYPE, "text/event-stream")
         .body(Body::from(stream))
@@ -95,13 +130,68 @@ async fn messages(State(seen): State<Seen>, uri: Uri, body: String) -> Response 
 }
 
 #[tokio::test]
-async fn the_real_cli_runs_against_a_local_messages_api() {
-    let Some(program) = cli() else {
+async fn the_real_cli_returns_structured_output_validated_against_the_schema() {
+    let Some(program) = installed() else {
+        return;
+    };
+    let seen: Seen = Arc::default();
+    let app = Router::new().fallback(messages).with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let home = tempfile::tempdir().unwrap();
+    let mut config = ClaudeConfig::new(&program);
+    config.max_turns = Some(3);
+    config.idle_timeout = Duration::from_secs(120);
+    let session = SessionConfig::new(Arc::new(ClaudeAgent::new(config)));
+    let server = Server::bind(ServerConfig::new("127.0.0.1:0".parse().unwrap(), session))
+        .await
+        .unwrap()
+        .spawn();
+    let schema = json!({"type":"object","properties":{"n":{"type":"integer"}},"required":["n"]});
+    let message = invocation(
+        "Give me n.",
+        json!({
+            "model": "claude-sonnet-4-5",
+            "output_format_json_schema_str": json!({"type":"json_schema","schema":schema}).to_string(),
+            "agent_env": {
+                "ANTHROPIC_BASE_URL": base,
+                "ANTHROPIC_API_KEY": "sk-ant-mock-key-structured",
+                "HOME": home.path(),
+                "DISABLE_TELEMETRY": "1",
+                "DISABLE_AUTOUPDATER": "1",
+                "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+            },
+        }),
+    );
+    let frames = invoke(&server, &message).await;
+    let result = terminal(&frames);
+    assert_eq!(result["message_type"], "result_message", "{frames:?}");
+    assert_eq!(
+        result["data"]["structured_output"],
+        json!({"n": 42}),
+        "{result}"
+    );
+    server.shutdown().await.unwrap();
+}
+
+/// The installed CLI, or `None` (the test is skipped) when it is not installed and not
+/// required.
+fn installed() -> Option<PathBuf> {
+    let program = cli();
+    if program.is_none() {
         assert!(
             std::env::var("RUNTIMEUSE_REQUIRE_CLAUDE_CLI").as_deref() != Ok("1"),
             "the Claude Code CLI is not installed (run scripts/install-claude-cli)"
         );
         eprintln!("skipped: the Claude Code CLI is not installed (scripts/install-claude-cli)");
+    }
+    program
+}
+
+#[tokio::test]
+async fn the_real_cli_runs_against_a_local_messages_api() {
+    let Some(program) = installed() else {
         return;
     };
     let seen: Seen = Arc::default();
