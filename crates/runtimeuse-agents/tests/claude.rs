@@ -166,6 +166,7 @@ async fn structured_output_not_matching_the_schema_is_an_error() {
         "{error}"
     );
     assert_eq!(error["metadata"]["num_turns"], 1);
+    assert_eq!(error["metadata"]["error_name"], "StructuredOutputMismatch");
     server.shutdown().await.unwrap();
 }
 

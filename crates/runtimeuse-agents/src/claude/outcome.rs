@@ -109,7 +109,10 @@ fn structured(result: ResultLine, schema: &Value) -> Result<Value, AgentError> {
         })?,
         (None, None) => return Err(failure("Claude Code returned no structured output".into())),
     };
-    schema::validate(schema, &value).map_err(|e| failure(e.to_string()))?;
+    schema::validate(schema, &value).map_err(|e| {
+        // The same name the runtime gives a mismatch it finds itself.
+        AgentError::new(e.to_string()).with_metadata("error_name", "StructuredOutputMismatch")
+    })?;
     Ok(value)
 }
 
