@@ -3,8 +3,8 @@
 //! client.
 //!
 //! - **Dead client**: gone when, for [`MISSED_PINGS`] ping intervals in a row, it sent
-//!   nothing (no frame, no pong) and took none of the bytes waiting for it (see
-//!   [`Traffic`]). A client reading slowly takes bytes, so it stays; intervals are counted
+//!   nothing (no frame, no pong), took no frame of output and none of the bytes waiting
+//!   for it in a full socket (see [`Traffic`]). A client reading slowly takes bytes, so it stays; intervals are counted
 //!   by ticks, so a runtime that is itself starved of CPU doesn't count time it didn't run.
 //! - **Pongs**: the WebSocket layer answers each ping with a pong queued in user space;
 //!   after [`MAX_QUEUED_PONGS`] pings with nothing drained the reader stops reading until
@@ -287,6 +287,9 @@ async fn write_frames<S>(
                     if !send(&mut sink, &shared, Message::Text(frame.into())).await {
                         break WriterEnd::Gone;
                     }
+                    // A client taking output is alive, even while its pongs wait behind
+                    // the output it still has to read.
+                    shared.traffic.touch();
                 }
                 None => break WriterEnd::Close,
             },

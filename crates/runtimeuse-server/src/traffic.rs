@@ -3,7 +3,8 @@
 //!
 //! Two facts are recorded. *Progress*: bytes arrived from the client, or the socket took
 //! bytes of ours after it had been full (only a reading client empties a full socket;
-//! bytes taken by a socket with room prove nothing). *Drained*: a write took everything it
+//! bytes taken by a socket with room prove nothing); the writer adds whole frames of output
+//! taken ([`Traffic::touch`]). *Drained*: a write took everything it
 //! was offered, so nothing of ours (the WebSocket layer's automatic pongs included) waits
 //! in user space.
 
@@ -57,6 +58,11 @@ impl Traffic {
     /// Resolves when someone asked for a flush.
     pub(crate) async fn flush_wanted(&self) {
         self.flush_wanted.notified().await;
+    }
+
+    /// Records progress seen above the stream (a whole frame of output taken).
+    pub(crate) fn touch(&self) {
+        self.progress.fetch_add(1, Ordering::Relaxed);
     }
 
     fn note_read(&self, bytes: usize) {

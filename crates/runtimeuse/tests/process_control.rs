@@ -148,7 +148,7 @@ async fn a_client_that_answers_pings_keeps_a_long_quiet_request() {
 /// machine, and only three whole intervals without any progress end the session.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_reader_of_long_output_is_not_mistaken_for_a_dead_client() {
-    const INTERVAL: Duration = Duration::from_millis(400);
+    const INTERVAL: Duration = Duration::from_secs(1);
     let runtime = start_runtime(|c| {
         c.ping_interval = Some(INTERVAL);
         c.session.commands.capture_limit = 1024;
@@ -168,9 +168,9 @@ async fn a_slow_reader_of_long_output_is_not_mistaken_for_a_dead_client() {
             break message;
         }
         frames += 1;
-        if frames.is_multiple_of(40) && pauses < 6 {
+        if frames.is_multiple_of(40) && pauses < 4 {
             pauses += 1;
-            tokio::time::sleep(INTERVAL + INTERVAL / 2).await;
+            tokio::time::sleep(INTERVAL + INTERVAL / 4).await;
         }
     };
     assert!(pauses >= 3, "the output ended before the reader paused");
