@@ -70,11 +70,20 @@ pub(super) async fn run_invocation(
     };
     // After the result the CLI exits once its stdin is closed; give it the grace, then
     // the process primitive's TERM -> KILL takes the rest of its tree.
+    // On a cancel there is nothing to wait for: stdin closed, SIGTERM, SIGKILL after the
+    // grace, at once.
     conversation.stdin = None;
-    let exited = tokio::time::timeout(config.stop_grace, process.wait()).await;
+    let exited = if ctx.cancel_token().is_cancelled() {
+        None
+    } else {
+        tokio::time::timeout(config.stop_grace, process.wait())
+            .await
+            .ok()
+            .and_then(Result::ok)
+    };
     let status = match exited {
-        Ok(Ok(status)) => Some(status),
-        _ => process.stop(config.stop_grace).await.ok(),
+        Some(status) => Some(status),
+        None => process.stop(config.stop_grace).await.ok(),
     };
     // A normal exit still may leave Bash tools' background processes: the request is
     // over, so they go too (dropping the process kills what is left of its tree).
