@@ -207,7 +207,7 @@ async fn scenario(ctx: &Ctx, kind: u64) -> Result<()> {
             requests.fetch_add(2, Ordering::Relaxed);
         }
     }
-    if kind % 2 == 0 {
+    if kind.is_multiple_of(2) {
         ws.send(Message::text(
             json!({"message_type": "end_session_message"}).to_string(),
         ))
