@@ -9,6 +9,7 @@ import io
 import os
 import re
 import subprocess
+import sys
 import time
 import zipfile
 from pathlib import Path
@@ -166,3 +167,17 @@ async def test_npm_binary_serves_the_published_client_in_a_minimal_root(
     binary = npm_install / "node_modules" / "runtimeuse-rs-linux-x64" / "bin" / "runtimeuse"
     runtime = start(MinimalRoot(binary, tmp_path).argv(*SERVE))
     await drive(runtime.url, file_server, "/work")
+
+
+def test_local_sandbox_recipe_runs_end_to_end_with_the_installed_wheel(installed_binary):
+    """examples/sandboxes/local.py, the shape of every cloud recipe, against the wheel's
+    binary with the published client: ready line, a query, commands, a clean SIGTERM."""
+    recipe = Path(__file__).resolve().parents[2] / "examples" / "sandboxes" / "local.py"
+    env = dict(os.environ, PATH=f"{installed_binary.parent}:{os.environ['PATH']}")
+    done = subprocess.run(
+        [sys.executable, str(recipe), "--prompt", "ECHO:recipe says hi"],
+        capture_output=True, text=True, timeout=120, env=env,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "result: recipe says hi" in done.stdout
+    assert "$ uname -a  (exit 0)" in done.stdout

@@ -113,7 +113,7 @@ impl AgentContext {
 
     /// Runs a shell command in its own process group, streaming its output to the client.
     pub async fn run_command(&self, command: &Command) -> Result<CommandOutcome, CommandError> {
-        run_command(command, &self.commands, &self.outbox, &self.cancel).await
+        self.run_command_with(command, &self.commands).await
     }
 
     /// Like [`run_command`](Self::run_command) with other options (a per-call timeout, say),
@@ -123,7 +123,10 @@ impl AgentContext {
         command: &Command,
         options: &CommandOptions,
     ) -> Result<CommandOutcome, CommandError> {
-        run_command(command, options, &self.outbox, &self.cancel).await
+        let result = run_command(command, options, &self.outbox, &self.cancel).await;
+        // Agent-run commands count in the kill metrics like the request's own commands.
+        crate::metrics::observe_command(&result);
+        result
     }
 
     /// Adds `secret` to what is redacted from every message sent to the client (and from

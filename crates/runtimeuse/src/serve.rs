@@ -153,10 +153,9 @@ fn network_limits(config: &mut ServerConfig, args: &ServeArgs) -> anyhow::Result
 /// `token` is the one resolved before logging started (see [`crate::token::resolve`]); it
 /// is a secret like any other, redacted from what clients receive too.
 pub async fn run(args: ServeArgs, token: Option<String>) -> anyhow::Result<ExitCode> {
-    let mut sessions = session_config(&args).await?;
-    check_claude(&args).await?;
-    sessions.secrets = crate::token::redactor(token.as_deref());
-    // No child gets the token, whatever variable of the runtime's environment holds it.
+    // Before anything is spawned (the start-up probes included): no child gets the
+    // token, whatever variable of the runtime's environment holds it, and every child is
+    // contained the way the flag says.
     if let Some(token) = &token {
         process::withhold_secret(token);
     }
@@ -164,6 +163,9 @@ pub async fn run(args: ServeArgs, token: Option<String>) -> anyhow::Result<ExitC
         ProcessContainment::Auto => process::Preference::Auto,
         ProcessContainment::Subreaper => process::Preference::Subreaper,
     });
+    let mut sessions = session_config(&args).await?;
+    check_claude(&args).await?;
+    sessions.secrets = crate::token::redactor(token.as_deref());
     let mut config = ServerConfig::new(SocketAddr::new(args.host, args.port), sessions);
     config.token = token;
     network_limits(&mut config, &args)?;
