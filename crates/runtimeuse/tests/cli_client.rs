@@ -86,9 +86,8 @@ async fn exec_streams_both_streams_and_exits_with_the_command_code() {
         "--cwd".into(),
         cwd.display().to_string(),
         "--".into(),
-        "pwd; echo oops >&2;".into(),
-        "exit".into(),
-        "4".into(),
+        // One word is a shell command line (several words would be one quoted argv).
+        "pwd; echo oops >&2; exit 4".into(),
     ])
     .await;
     assert_eq!(out.status.code(), Some(4));
