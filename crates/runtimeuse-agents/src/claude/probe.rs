@@ -74,7 +74,14 @@ pub async fn probe(program: &Path) -> Result<String, ClaudeError> {
     };
     let status = status.map_err(|e| broken(e.to_string()))?;
     if !status.success() {
-        let tail = process.stderr_tail().map(|t| t.text()).unwrap_or_default();
+        // The tail is read by its own task: let it reach the end of the pipe (bounded).
+        let tail = match process.stderr_tail() {
+            Some(tail) => {
+                let _ = tokio::time::timeout(PROBE_TIMEOUT, tail.closed()).await;
+                tail.text()
+            }
+            None => String::new(),
+        };
         return Err(broken(format!("{status}: {}", tail.trim())));
     }
     Ok(out.trim().to_owned())

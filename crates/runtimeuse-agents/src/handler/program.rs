@@ -160,6 +160,9 @@ fn write_adapter() -> Result<TempPath, HandlerError> {
 /// `node --version`, run once at start-up, through the same process primitive as
 /// everything else the runtime starts (so node gets the filtered environment, its own
 /// process group, and is killed if it hangs).
+/// How long a failed probe waits for the rest of node's stderr.
+const PROBE_TAIL_WAIT: Duration = Duration::from_secs(5);
+
 async fn node_version(node: &Path) -> Result<String, String> {
     let mut process = Spawn::new(node)
         .arg("--version")
@@ -185,7 +188,15 @@ async fn node_version(node: &Path) -> Result<String, String> {
     // Dropping the process (on every return) kills whatever node left behind.
     let status = status.map_err(|e| e.to_string())?;
     if !status.success() {
-        let tail = process.stderr_tail().map(|t| t.text()).unwrap_or_default();
+        // The tail is read by its own task: let it reach the end of the pipe (bounded, a
+        // grandchild may hold it) so the reason node printed is in the error.
+        let tail = match process.stderr_tail() {
+            Some(tail) => {
+                let _ = tokio::time::timeout(PROBE_TAIL_WAIT, tail.closed()).await;
+                tail.text()
+            }
+            None => String::new(),
+        };
         let tail = tail.trim();
         return Err(if tail.is_empty() {
             status.to_string()
