@@ -5,7 +5,10 @@
 //! command still alive, file descriptors and threads back at their start, RSS near it.
 //!
 //! `soak <runtimeuse binary>`; environment: `SOAK_SECS` (default 120), `SOAK_CONNECTIONS`
-//! (default 200). Exits 1 when a leak is found.
+//! (default 200), `SOAK_ROUNDS` (default 1): the workload is repeated that many times on
+//! the same runtime process and RSS is reported after each round, which tells a leak
+//! (grows again each round) from allocator retention (flat after the first). Exits 1
+//! when a leak is found.
 
 use std::collections::BTreeMap;
 use std::process::Stdio;
@@ -301,27 +304,39 @@ async fn main() -> Result<()> {
         start.fds, start.threads, start.rss_kib
     );
 
+    let rounds: u64 = std::env::var("SOAK_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1)
+        .max(1);
     let began = Instant::now();
-    let until = began + Duration::from_secs(secs);
     let errors = Arc::new(tokio::sync::Mutex::new(BTreeMap::new()));
     let mut peak = start;
-    let workers: Vec<_> = (0..connections)
-        .map(|id| tokio::spawn(worker(ctx.clone(), id, until, errors.clone())))
-        .collect();
-    while Instant::now() < until {
-        tokio::time::sleep(Duration::from_secs(5)).await;
-        if let Ok(now) = sample(pid) {
-            peak.fds = peak.fds.max(now.fds);
-            peak.threads = peak.threads.max(now.threads);
-            peak.rss_kib = peak.rss_kib.max(now.rss_kib);
+    let mut end = start;
+    for round in 1..=rounds {
+        let until = Instant::now() + Duration::from_secs(secs);
+        let workers: Vec<_> = (0..connections)
+            .map(|id| tokio::spawn(worker(ctx.clone(), id, until, errors.clone())))
+            .collect();
+        while Instant::now() < until {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            if let Ok(now) = sample(pid) {
+                peak.fds = peak.fds.max(now.fds);
+                peak.threads = peak.threads.max(now.threads);
+                peak.rss_kib = peak.rss_kib.max(now.rss_kib);
+            }
         }
-    }
-    for w in workers {
-        let _ = w.await;
+        for w in workers {
+            let _ = w.await;
+        }
+        tokio::time::sleep(SETTLE).await;
+        end = sample(pid)?;
+        println!(
+            "round {round}/{rounds}: fds {} threads {} rss {} KiB",
+            end.fds, end.threads, end.rss_kib
+        );
     }
     let elapsed = began.elapsed().as_secs_f64();
-    tokio::time::sleep(SETTLE).await;
-    let end = sample(pid)?;
     let leaked = tagged_processes(&tag);
 
     let c = &ctx.counts;
