@@ -74,12 +74,8 @@ pub async fn probe(program: &Path) -> Result<String, ClaudeError> {
     };
     let status = status.map_err(|e| broken(e.to_string()))?;
     if !status.success() {
-        // The tail is read by its own task: let it reach the end of the pipe (bounded).
         let tail = match process.stderr_tail() {
-            Some(tail) => {
-                let _ = tokio::time::timeout(PROBE_TIMEOUT, tail.closed()).await;
-                tail.text()
-            }
+            Some(tail) => tail.final_text(PROBE_TIMEOUT).await,
             None => String::new(),
         };
         return Err(broken(format!("{status}: {}", tail.trim())));

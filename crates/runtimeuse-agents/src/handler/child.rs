@@ -61,10 +61,10 @@ impl HandlerChild {
     /// The stderr tail once stderr has closed (the handler exited), waiting at most `limit`
     /// for a process that still holds it open.
     pub async fn final_stderr_tail(&self, limit: Duration) -> String {
-        if let Some(tail) = &self.tail {
-            let _ = tokio::time::timeout(limit, tail.closed()).await;
+        match &self.tail {
+            Some(tail) => tail.final_text(limit).await,
+            None => String::new(),
         }
-        self.stderr_tail()
     }
 
     /// Waits for the handler to exit.

@@ -188,13 +188,8 @@ async fn node_version(node: &Path) -> Result<String, String> {
     // Dropping the process (on every return) kills whatever node left behind.
     let status = status.map_err(|e| e.to_string())?;
     if !status.success() {
-        // The tail is read by its own task: let it reach the end of the pipe (bounded, a
-        // grandchild may hold it) so the reason node printed is in the error.
         let tail = match process.stderr_tail() {
-            Some(tail) => {
-                let _ = tokio::time::timeout(PROBE_TAIL_WAIT, tail.closed()).await;
-                tail.text()
-            }
+            Some(tail) => tail.final_text(PROBE_TAIL_WAIT).await,
             None => String::new(),
         };
         let tail = tail.trim();

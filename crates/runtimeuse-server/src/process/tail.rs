@@ -87,4 +87,12 @@ impl StderrTail {
         let mut done = self.done.clone();
         let _ = done.wait_for(|done| *done).await;
     }
+
+    /// The whole tail once stderr reached its end, waiting at most `limit` for it (a
+    /// background grandchild may hold the pipe open): what to report after the child
+    /// exited, since the tail is read by a task of its own that may still be behind.
+    pub async fn final_text(&self, limit: std::time::Duration) -> String {
+        let _ = tokio::time::timeout(limit, self.closed()).await;
+        self.text()
+    }
 }
