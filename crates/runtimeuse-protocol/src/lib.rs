@@ -14,6 +14,7 @@
 
 mod client;
 mod parse;
+pub mod resume;
 #[cfg(feature = "schema")]
 pub mod schema;
 mod server;
