@@ -1,9 +1,17 @@
 //! Frames that arrive after `end_session_message` never cost the client its terminal or its
 //! confirm: everything queued is sent, then a close frame.
+//!
+//! Before the writer flushed on its own, a late frame read after the session ended (the
+//! reader then found the session's inbound channel closed) made the writer drop whatever
+//! was still queued. That bites when a command floods output: the writer is far behind,
+//! and the reader (which cannot read while the writer is blocked) takes the cancels in
+//! late, one by one.
 
 mod common;
 
-use common::{RECV_TIMEOUT, invocation, start_runtime};
+use common::{RECV_TIMEOUT, command_execution, invocation, start_runtime};
+use std::time::Duration;
+
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
@@ -71,4 +79,119 @@ async fn end_session_then_cancels_still_gets_the_terminal_the_confirm_and_a_clos
         assert_eq!(seen[0]["error"], "Request cancelled", "session {i}");
         assert_eq!(code, Some(CloseCode::Normal), "session {i}");
     }
+}
+
+/// A command in flight that floods output, so the writer is behind when the session ends.
+const FLOOD: &str = "yes 'a line of output that fills the socket and the outbox'";
+
+/// Sessions run at once in the flood test (each floods through its own `yes`).
+const FLOOD_SESSIONS: usize = 8;
+
+/// How long the flood test's client stops reading after end_session: the session ends
+/// meanwhile, with output, terminal and confirm still queued behind a full socket.
+const READ_PAUSE: Duration = Duration::from_secs(1);
+
+/// Interval of the late cancels the flood test's client keeps sending until it is done.
+const LATE_CANCEL_EVERY: Duration = Duration::from_millis(20);
+
+/// One session of the flood test: starts [`FLOOD`]; once output arrives, sends end_session
+/// and five cancels in one write, stops reading for [`READ_PAUSE`], and keeps sending a
+/// cancel every [`LATE_CANCEL_EVERY`] until the connection ends. Returns the messages that
+/// are neither output nor heartbeats, and the close code.
+async fn end_session_then_cancels_during_a_flood(url: String) -> (Vec<Value>, Option<CloseCode>) {
+    let (ws, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .expect("connect");
+    let (mut sink, mut stream) = ws.split();
+    let text = |v: Value| Message::Text(v.to_string().into());
+    sink.send(text(command_execution(&[FLOOD]))).await.unwrap();
+    // Take some output, so the command is really running and the pipes are full.
+    let mut outputs = 0;
+    while outputs < 20 {
+        let next = tokio::time::timeout(RECV_TIMEOUT, stream.next())
+            .await
+            .expect("timed out waiting for output");
+        match next {
+            Some(Ok(Message::Text(t))) => {
+                let message: Value = serde_json::from_str(&t).unwrap();
+                assert_ne!(message["message_type"], "error_message", "{message}");
+                if message["message_type"] == "command_output_message" {
+                    outputs += 1;
+                }
+            }
+            Some(Ok(_)) => {}
+            other => panic!("connection ended before any output: {other:?}"),
+        }
+    }
+    // end_session and the cancels in one write: they arrive together.
+    sink.feed(text(json!({"message_type": "end_session_message"})))
+        .await
+        .unwrap();
+    for _ in 0..5 {
+        sink.feed(text(json!({"message_type": "cancel_message"})))
+            .await
+            .unwrap();
+    }
+    sink.flush().await.unwrap();
+    let late_cancels = tokio::spawn(async move {
+        // Ends when the runtime is gone (a failed send); aborted once the reading is done.
+        loop {
+            tokio::time::sleep(LATE_CANCEL_EVERY).await;
+            if sink
+                .send(text(json!({"message_type": "cancel_message"})))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+    tokio::time::sleep(READ_PAUSE).await;
+    let mut seen: Vec<Value> = Vec::new();
+    let code = loop {
+        let next = tokio::time::timeout(RECV_TIMEOUT, stream.next())
+            .await
+            .expect("timed out waiting for the session to close");
+        match next {
+            Some(Ok(Message::Text(t))) => {
+                let message: Value = serde_json::from_str(&t).unwrap();
+                match message["message_type"].as_str() {
+                    Some("command_output_message" | "heartbeat_message") => {}
+                    _ => seen.push(message),
+                }
+            }
+            Some(Ok(Message::Close(frame))) => break frame.map(|f| f.code),
+            Some(Ok(_)) => {}
+            None | Some(Err(_)) => break None,
+        }
+    };
+    late_cancels.abort();
+    (seen, code)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn end_session_then_cancels_during_an_output_flood_still_gets_the_terminal_and_the_confirm() {
+    let runtime = start_runtime(|_| {}).await;
+    let sessions: Vec<_> = (0..FLOOD_SESSIONS)
+        .map(|_| tokio::spawn(end_session_then_cancels_during_a_flood(runtime.ws_url())))
+        .collect();
+    let mut lost = Vec::new();
+    for (i, session) in sessions.into_iter().enumerate() {
+        let (seen, code) = session.await.unwrap();
+        let types: Vec<&str> = seen
+            .iter()
+            .filter_map(|m| m["message_type"].as_str())
+            .collect();
+        if types != ["error_message", "end_session_confirm_message"]
+            || code != Some(CloseCode::Normal)
+        {
+            lost.push(format!("session {i}: {types:?}, close {code:?}"));
+        }
+    }
+    assert!(
+        lost.is_empty(),
+        "{} of {FLOOD_SESSIONS} sessions lost their terminal, confirm or close frame:\n{}",
+        lost.len(),
+        lost.join("\n")
+    );
 }
