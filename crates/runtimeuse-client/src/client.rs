@@ -54,6 +54,7 @@ impl RuntimeUseClient {
                 headers: Vec::new(),
                 connect_timeout: DEFAULT_CONNECT_TIMEOUT,
                 transport: None,
+                resume: false,
             }),
             abort: AbortHandle::new(),
         }
@@ -79,6 +80,7 @@ impl RuntimeUseClient {
             headers: Vec::new(),
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             transport: None,
+            resume: false,
         }
     }
 
@@ -250,6 +252,7 @@ pub struct ClientBuilder {
     headers: Vec<(String, String)>,
     connect_timeout: Duration,
     transport: Option<crate::Transport>,
+    resume: bool,
 }
 
 /// Header values (the auth token among them) and URL credentials stay out of it.
@@ -260,6 +263,7 @@ impl std::fmt::Debug for ClientBuilder {
             .field("url", &mask_url(&self.url))
             .field("headers", &header_names)
             .field("connect_timeout", &self.connect_timeout)
+            .field("resume", &self.resume)
             .finish()
     }
 }
@@ -284,6 +288,39 @@ impl ClientBuilder {
         self
     }
 
+    /// Opens every connection (one-shot calls and sessions) as a **durable session** of
+    /// the runtime (the protocol's resumable-sessions extension) and reconnects
+    /// transparently when it drops. Off by default; without it nothing on the wire changes.
+    ///
+    /// With it on, the upgrade carries `X-RuntimeUse-Resumable: 1` and the connection is
+    /// open once the runtime's `session_resumable_message` has arrived (a runtime without
+    /// the extension never sends it: the open fails with [`Error::Connect`] after the
+    /// connect timeout). Every frame then carries a sequence number. When the connection
+    /// drops (reset, end, a close other than the end of the session), the client dials
+    /// again with the session's id, key and last sequence number, with jittered
+    /// exponential backoff (100 ms doubling to 5 s, ±50%), for as long as the runtime's
+    /// grace period (`grace_ms`) since the drop. The runtime replays what the client
+    /// missed and the client re-sends what the runtime missed: callbacks and event streams
+    /// see every message once and in order, and the call goes on.
+    ///
+    /// A call ends with [`Error::ConnectionClosed`] when the grace period passes without a
+    /// resume or another connection took the session over (close 4001), and with
+    /// [`Error::Runtime`] whose `metadata["error_name"]` is `"ResumeRefused"` (and
+    /// `metadata["reason"]` says why: `expired`, `ended`, `invalid_key`…) when the
+    /// runtime refuses the resume. Closing a session, or the end of a one-shot call,
+    /// closes with code 1000, which ends the durable session in the runtime.
+    ///
+    /// Results count the reconnections during the call: `"reconnects"` in
+    /// [`QueryResult::metadata`](crate::QueryResult::metadata) and
+    /// [`CommandExecutionResult::metadata`](crate::CommandExecutionResult::metadata).
+    ///
+    /// A custom [`transport`](Self::transport) cannot be resumed (it has no way to carry
+    /// the resume headers): [`build`](Self::build) refuses the combination.
+    pub fn resume(mut self, resume: bool) -> Self {
+        self.resume = resume;
+        self
+    }
+
     /// Adds a header to the WebSocket upgrade request (replacing one of the same name).
     pub fn header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         let name = name.into();
@@ -296,10 +333,16 @@ impl ClientBuilder {
     /// The client.
     ///
     /// # Errors
-    /// [`Error::InvalidOptions`] for a URL that is not a `ws://`/`wss://` URL or a header
-    /// that is not valid HTTP.
+    /// [`Error::InvalidOptions`] for a URL that is not a `ws://`/`wss://` URL, a header
+    /// that is not valid HTTP, or [`resume`](Self::resume) with a custom transport.
     pub fn build(self) -> Result<RuntimeUseClient, Error> {
         validate_url(&self.url)?;
+        if self.resume && self.transport.is_some() {
+            return Err(Error::InvalidOptions(
+                "resume is not available with a custom transport (it cannot carry the resume headers)"
+                    .into(),
+            ));
+        }
         let headers = self
             .headers
             .into_iter()
@@ -319,6 +362,7 @@ impl ClientBuilder {
                 headers,
                 connect_timeout: self.connect_timeout,
                 transport: self.transport,
+                resume: self.resume,
             }),
             abort: AbortHandle::new(),
         })

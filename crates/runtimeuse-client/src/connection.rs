@@ -12,15 +12,18 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::Error;
+use crate::resume::ResumableLink;
 use crate::transport::{Transport, TransportLink};
 use crate::url_mask::{mask_url, scrub};
 
-type WsStream = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub(crate) type WsStream = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// What carries the frames: this crate's WebSocket, or a custom transport's link.
 pub(crate) enum Link {
     Ws(Box<WsStream>),
     Custom(TransportLink),
+    /// A durable session's link, reconnecting under the hood (`ClientBuilder::resume`).
+    Resumable(ResumableLink),
 }
 
 impl Link {
@@ -28,6 +31,7 @@ impl Link {
         match self {
             Link::Ws(ws) => ws.send(message).await,
             Link::Custom(link) => link.send(message),
+            Link::Resumable(link) => link.send(message),
         }
     }
 
@@ -37,6 +41,7 @@ impl Link {
                 let _ = WebSocketStream::close(&mut **ws, None).await;
             }
             Link::Custom(link) => link.close(),
+            Link::Resumable(link) => link.close().await,
         }
     }
 }
@@ -51,6 +56,7 @@ impl futures_util::Stream for Link {
         match self.get_mut() {
             Link::Ws(ws) => ws.poll_next_unpin(cx),
             Link::Custom(link) => link.poll_next_unpin(cx),
+            Link::Resumable(link) => link.poll_next_unpin(cx),
         }
     }
 }
@@ -67,6 +73,64 @@ pub(crate) struct ConnectConfig {
     pub connect_timeout: Duration,
     /// Used instead of the WebSocket when set (`url` then only names the runtime).
     pub transport: Option<Transport>,
+    /// Open durable sessions and reconnect them after a drop (`ClientBuilder::resume`).
+    pub resume: bool,
+}
+
+impl ConnectConfig {
+    /// The [`Error::Connect`] of a failed dial, credentials scrubbed.
+    pub fn connect_error(&self, error: DialError) -> Error {
+        let source: Box<dyn std::error::Error + Send + Sync> = match error {
+            // An io::Error of kind TimedOut, so that callers can tell a timeout apart.
+            DialError::TimedOut(after) => Box::new(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no WebSocket handshake within {after:?}"),
+            )),
+            DialError::Request(e) => e.into(),
+            DialError::Handshake(e) => describe_handshake_error(e),
+        };
+        Error::Connect {
+            url: mask_url(&self.url),
+            source: match scrub(&source.to_string(), &self.url) {
+                Some(scrubbed) => scrubbed.into(),
+                None => source,
+            },
+        }
+    }
+}
+
+/// Why dialling the runtime failed.
+#[derive(Debug)]
+pub(crate) enum DialError {
+    /// No handshake within the limit.
+    TimedOut(std::time::Duration),
+    /// The URL does not make a request.
+    Request(tungstenite::Error),
+    /// TCP, TLS or the upgrade failed (an HTTP refusal among them).
+    Handshake(tungstenite::Error),
+}
+
+/// Opens a WebSocket to `config.url` with the configured headers and `extra` ones
+/// (replacing configured ones of the same name), within `timeout`.
+pub(crate) async fn dial(
+    config: &ConnectConfig,
+    extra: Vec<(HeaderName, HeaderValue)>,
+    timeout: std::time::Duration,
+) -> Result<WsStream, DialError> {
+    let mut request = config
+        .url
+        .as_str()
+        .into_client_request()
+        .map_err(DialError::Request)?;
+    let headers = request.headers_mut();
+    headers.extend(config.headers.iter().cloned());
+    for (name, value) in extra {
+        headers.insert(name, value);
+    }
+    tokio::time::timeout(timeout, crate::tls::dial(request))
+        .await
+        .map_err(|_| DialError::TimedOut(timeout))?
+        .map_err(DialError::Handshake)
 }
 
 impl std::fmt::Debug for ConnectConfig {
@@ -77,6 +141,7 @@ impl std::fmt::Debug for ConnectConfig {
             .field("headers", &header_names)
             .field("connect_timeout", &self.connect_timeout)
             .field("custom_transport", &self.transport.is_some())
+            .field("resume", &self.resume)
             .finish()
     }
 }
@@ -118,23 +183,14 @@ impl Connection {
                 })??;
             return Ok(Self::over(Link::Custom(link)));
         }
-        let mut request = config
-            .url
-            .as_str()
-            .into_client_request()
-            .map_err(|e| connect_error(e.into()))?;
-        request.headers_mut().extend(config.headers.iter().cloned());
+        if config.resume {
+            let link = crate::resume::open(config).await?;
+            return Ok(Self::over(Link::Resumable(link)));
+        }
         tracing::debug!(url = %mask_url(&config.url), "connecting to the runtime");
-        let ws = tokio::time::timeout(config.connect_timeout, crate::tls::dial(request))
+        let ws = dial(config, Vec::new(), config.connect_timeout)
             .await
-            .map_err(|_| {
-                // An io::Error of kind TimedOut, so that callers can tell a timeout apart.
-                connect_error(Box::new(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    format!("no WebSocket handshake within {:?}", config.connect_timeout),
-                )))
-            })?
-            .map_err(|e| connect_error(describe_handshake_error(e)))?;
+            .map_err(|e| config.connect_error(e))?;
         Ok(Self::over(Link::Ws(Box::new(ws))))
     }
 
@@ -145,6 +201,14 @@ impl Connection {
             outbox_tx,
             outbox_rx,
             closed: false,
+        }
+    }
+
+    /// How many times the link reconnected so far; `None` unless it is resumable.
+    pub fn reconnects(&self) -> Option<u64> {
+        match &self.ws {
+            Link::Resumable(link) => Some(link.reconnects()),
+            Link::Ws(_) | Link::Custom(_) => None,
         }
     }
 

@@ -82,6 +82,7 @@ mod error;
 mod options;
 mod request_loop;
 mod result;
+mod resume;
 mod session;
 mod stream;
 mod tls;

@@ -89,8 +89,14 @@ impl<'c, T: Outcome> Exchange<'c, T> {
 
     /// Sends `message` and runs the request to its end.
     pub async fn run(mut self, message: &ClientMessage) -> Finished<T> {
+        let reconnects_before = self.conn.reconnects();
         let result = match self.exchange(message).await {
-            Ok(terminal) => T::from_terminal(terminal),
+            Ok(terminal) => T::from_terminal(terminal).map(|mut outcome| {
+                if let (Some(before), Some(now)) = (reconnects_before, self.conn.reconnects()) {
+                    outcome.note_reconnects(now - before);
+                }
+                outcome
+            }),
             // The user asked to stop; a connection lost meanwhile changes nothing for them.
             Err(Error::ConnectionClosed { .. }) if self.aborted => Err(Error::Cancelled),
             Err(e) => Err(e),

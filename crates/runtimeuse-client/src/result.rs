@@ -94,6 +94,11 @@ impl From<ResultMessage> for QueryResult {
 pub struct CommandExecutionResult {
     /// Per-command outcome (command, exit code, captured stdout).
     pub results: Vec<CommandResultItem>,
+    /// What the client knows about the call. The runtime reports no metadata for
+    /// commands, so this is empty unless the client has
+    /// [`resume`](crate::ClientBuilder::resume) on; then `"reconnects"` counts the
+    /// reconnections during the call (as in [`QueryResult::metadata`]).
+    pub metadata: Map<String, Value>,
 }
 
 impl CommandExecutionResult {
@@ -112,6 +117,7 @@ impl From<CommandExecutionResultMessage> for CommandExecutionResult {
     fn from(message: CommandExecutionResultMessage) -> Self {
         Self {
             results: message.results,
+            metadata: Map::new(),
         }
     }
 }
@@ -126,6 +132,9 @@ pub(crate) enum Terminal {
 /// A call's typed result, built from its terminal message.
 pub(crate) trait Outcome: Sized + Send + 'static {
     fn from_terminal(terminal: Terminal) -> Result<Self, Error>;
+
+    /// Notes how often a resumable connection reconnected during the call.
+    fn note_reconnects(&mut self, reconnects: u64);
 }
 
 impl Outcome for QueryResult {
@@ -135,6 +144,10 @@ impl Outcome for QueryResult {
             Terminal::Commands(_) => Err(unexpected_terminal("command_execution_result_message")),
         }
     }
+
+    fn note_reconnects(&mut self, reconnects: u64) {
+        self.metadata.insert("reconnects".into(), reconnects.into());
+    }
 }
 
 impl Outcome for CommandExecutionResult {
@@ -143,6 +156,10 @@ impl Outcome for CommandExecutionResult {
             Terminal::Commands(message) => Ok(message.into()),
             Terminal::Query(_) => Err(unexpected_terminal("result_message")),
         }
+    }
+
+    fn note_reconnects(&mut self, reconnects: u64) {
+        self.metadata.insert("reconnects".into(), reconnects.into());
     }
 }
 

@@ -28,6 +28,7 @@ pub mod outbox;
 pub mod process;
 pub mod redact;
 mod request;
+pub mod resume;
 pub mod result_size;
 pub mod schema;
 pub mod server;

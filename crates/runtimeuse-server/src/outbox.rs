@@ -11,6 +11,7 @@ use std::sync::{Arc, RwLock};
 use runtimeuse_protocol::{ResultData, ServerMessage};
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use crate::redact::Redactor;
 
@@ -27,6 +28,30 @@ pub struct OutboxClosed;
 pub struct Outbox {
     tx: mpsc::Sender<String>,
     redactor: Arc<RwLock<Redactor>>,
+    presence: Presence,
+}
+
+/// Whether a session's client is still there: connected, or (on a durable session)
+/// detached but within its grace period. It is its own signal, apart from the outbox: a
+/// durable session's outbox stays open while no connection drains it.
+#[derive(Clone, Debug, Default)]
+pub struct Presence(CancellationToken);
+
+impl Presence {
+    /// The client is gone for good: nothing it would answer is worth waiting for.
+    pub fn depart(&self) {
+        self.0.cancel();
+    }
+
+    /// Whether the client is gone for good.
+    pub fn is_gone(&self) -> bool {
+        self.0.is_cancelled()
+    }
+
+    /// Resolves once the client is gone for good.
+    pub async fn gone(&self) {
+        self.0.cancelled().await;
+    }
 }
 
 /// Receiving half: serialised, redacted JSON frames in send order.
@@ -60,6 +85,7 @@ impl Outbox {
             Outbox {
                 tx,
                 redactor: Arc::new(RwLock::new(Redactor::default())),
+                presence: Presence::default(),
             },
             OutboxReceiver { rx },
         )
@@ -108,6 +134,11 @@ impl Outbox {
         self.tx.send(frame).await.map_err(|_| OutboxClosed)?;
         crate::metrics::bytes_streamed(len);
         Ok(())
+    }
+
+    /// The presence of the session's client (see [`Presence`]).
+    pub fn presence(&self) -> &Presence {
+        &self.presence
     }
 
     /// Whether the receiving side is gone.

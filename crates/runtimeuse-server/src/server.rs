@@ -25,6 +25,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::listener::{HttpLimits, accept_until};
+use crate::resume::ResumeOptions;
 use crate::session::SessionConfig;
 use crate::socket::DEFAULT_PING_INTERVAL;
 use crate::upgrade::{UpgradeState, upgrade};
@@ -69,6 +70,8 @@ pub struct ServerConfig {
     /// Largest incoming WebSocket message (fragments count together); a larger one closes
     /// the connection with code 1009.
     pub max_message_bytes: usize,
+    /// Durable sessions (the opt-in resume extension): grace period and replay buffer.
+    pub resume: ResumeOptions,
 }
 
 impl ServerConfig {
@@ -84,6 +87,7 @@ impl ServerConfig {
             max_pending_connections: DEFAULT_MAX_PENDING_CONNECTIONS,
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            resume: ResumeOptions::default(),
         }
     }
 }
@@ -115,6 +119,7 @@ pub struct Server {
     max_sessions: usize,
     http: HttpLimits,
     max_message_bytes: usize,
+    resume: ResumeOptions,
 }
 
 /// A runtime serving in a background task (used by tests and embedders).
@@ -175,6 +180,7 @@ impl Server {
                 deadline: config.header_read_timeout,
             },
             max_message_bytes: config.max_message_bytes.max(1),
+            resume: config.resume,
         })
     }
 
@@ -211,6 +217,7 @@ impl Server {
             tracker: TaskTracker::new(),
             shutdown: shutdown.clone(),
             hard_stop: hard_stop.clone(),
+            registry: crate::resume::registry::Registry::new(self.resume),
         };
         let app = Router::new()
             .route("/health", get(health))

@@ -33,7 +33,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 use tracing::{debug, info, warn};
 
-use crate::outbox::{Outbox, OutboxReceiver};
+use runtimeuse_protocol::resume::{CLOSE_TAKEN_OVER, frame_seq};
+
+use crate::outbox::{Outbox, OutboxReceiver, Presence};
+use crate::resume::registry::{Attachment, Durable, Registry};
+use crate::resume::replay::{Cursor, Next, Replay};
 use crate::session::{Session, SessionConfig};
 use crate::traffic::Traffic;
 
@@ -81,10 +85,25 @@ struct Shared {
     /// The client broke the protocol; the writer closes with `violation`.
     violated: CancellationToken,
     violation: Mutex<Option<CloseFrame>>,
+    /// The client sent a close frame with code 1000 (it is done, not cut off).
+    closed_normally: std::sync::atomic::AtomicBool,
     traffic: Arc<Traffic>,
 }
 
 impl Shared {
+    fn new(hard_stop: CancellationToken, traffic: Arc<Traffic>) -> Arc<Self> {
+        Arc::new(Self {
+            close: CancellationToken::new(),
+            client_gone: CancellationToken::new(),
+            hard_stop,
+            reader_done: CancellationToken::new(),
+            violated: CancellationToken::new(),
+            violation: Mutex::new(None),
+            closed_normally: std::sync::atomic::AtomicBool::new(false),
+            traffic,
+        })
+    }
+
     fn violate(&self, frame: CloseFrame) {
         *self
             .violation
@@ -101,56 +120,243 @@ impl Shared {
     }
 }
 
+/// Where a connection's incoming frames go.
+enum Intake {
+    /// Straight to the session (a plain session).
+    Direct(mpsc::Sender<String>),
+    /// A durable session: acks are taken here, duplicates dropped by `seq`.
+    Durable(Arc<Durable>),
+}
+
+/// Where a connection's outgoing frames come from.
+enum Feed {
+    /// The session's outbox (a plain session); the client leaving when the writer stops.
+    Direct {
+        outbox: OutboxReceiver,
+        presence: Presence,
+    },
+    /// A durable session's replay buffer, after the extension's first frame (the
+    /// [`greeting`](Feed::greeting)).
+    Replay {
+        replay: Arc<Replay>,
+        cursor: Cursor,
+        first: Option<String>,
+    },
+}
+
+impl Feed {
+    /// The next frame; `None` once the session sent its last one.
+    async fn recv(&mut self) -> Option<Utf8Bytes> {
+        match self {
+            Feed::Direct { outbox, .. } => outbox.recv().await.map(Utf8Bytes::from),
+            Feed::Replay { replay, cursor, .. } => replay.next(cursor).await,
+        }
+    }
+
+    /// A frame that is there now.
+    fn try_recv(&mut self) -> Option<Utf8Bytes> {
+        match self {
+            Feed::Direct { outbox, .. } => outbox.try_recv().map(Utf8Bytes::from),
+            Feed::Replay { replay, cursor, .. } => match replay.try_next(cursor) {
+                Next::Frame(frame) => Some(frame),
+                Next::End | Next::Wait => None,
+            },
+        }
+    }
+
+    /// The extension's first frame of a durable connection, once.
+    fn greeting(&mut self) -> Option<Utf8Bytes> {
+        match self {
+            Feed::Direct { .. } => None,
+            Feed::Replay { first, .. } => first.take().map(Utf8Bytes::from),
+        }
+    }
+
+    /// The writer stopped. A plain session's client is gone with it; a durable session
+    /// only loses this connection.
+    fn stop(&mut self) {
+        if let Feed::Direct { outbox, presence } = self {
+            outbox.close();
+            presence.depart();
+        }
+    }
+
+    /// Before the closing handshake of a finished durable session: give the client a
+    /// moment to acknowledge the last frames, so that the session can be retired at once.
+    async fn settle(&self, shared: &Shared) {
+        if let Feed::Replay { replay, .. } = self {
+            tokio::select! {
+                () = replay.wait_fully_acked() => {}
+                () = tokio::time::sleep(CLOSE_LINGER) => {}
+                () = shared.client_gone.cancelled() => {}
+                () = shared.hard_stop.cancelled() => {}
+            }
+        }
+    }
+}
+
+/// How a durable session's connection begins.
+pub(crate) enum DurableStart {
+    /// A new session: its first frame says how to resume it.
+    New,
+    /// A resume by a client holding every frame up to `last_seq`.
+    Resume {
+        /// The last runtime frame the client has.
+        last_seq: u64,
+    },
+}
+
+/// The three tasks of one connection.
+struct Bridge {
+    writer: AbortOnDropHandle<()>,
+    reader: AbortOnDropHandle<()>,
+    watchdog: Option<AbortOnDropHandle<()>>,
+}
+
+impl Bridge {
+    fn start<S>(
+        ws: WebSocketStream<S>,
+        feed: Feed,
+        intake: Intake,
+        shared: &Arc<Shared>,
+        ping_interval: Option<Duration>,
+    ) -> Self
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let (sink, stream) = ws.split();
+        Self {
+            writer: AbortOnDropHandle::new(tokio::spawn(write_frames(
+                sink,
+                feed,
+                shared.clone(),
+                ping_interval,
+            ))),
+            reader: AbortOnDropHandle::new(tokio::spawn(read_frames(
+                stream,
+                intake,
+                shared.clone(),
+            ))),
+            watchdog: ping_interval.map(|interval| {
+                AbortOnDropHandle::new(tokio::spawn(watch_liveness(shared.clone(), interval)))
+            }),
+        }
+    }
+
+    /// Waits for the writer (every wait in it ends when the client is gone, which the
+    /// watchdog notices, or at the hard stop), then stops the rest.
+    async fn finish(self) {
+        if let Err(e) = self.writer.await {
+            warn!(error = %e, "socket writer failed");
+        }
+        drop(self.reader);
+        drop(self.watchdog);
+    }
+}
+
 impl SocketBridge {
-    /// Runs the session over `ws` until it ends, then closes the socket.
+    /// Runs a plain session over `ws` until it ends, then closes the socket.
     pub async fn serve<S>(self, ws: WebSocketStream<S>, signals: BridgeSignals)
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let (outbox, outbox_rx) = Outbox::channel(self.session.outbox_capacity);
         let (inbound_tx, inbound_rx) = mpsc::channel::<String>(16);
-        let (sink, stream) = ws.split();
-        let shared = Arc::new(Shared {
-            close: CancellationToken::new(),
-            client_gone: CancellationToken::new(),
-            hard_stop: signals.hard_stop,
-            reader_done: CancellationToken::new(),
-            violated: CancellationToken::new(),
-            violation: Mutex::new(None),
-            traffic: signals.traffic,
-        });
-
-        let writer = AbortOnDropHandle::new(tokio::spawn(write_frames(
-            sink,
-            outbox_rx,
-            shared.clone(),
+        let shared = Shared::new(signals.hard_stop, signals.traffic);
+        let feed = Feed::Direct {
+            outbox: outbox_rx,
+            presence: outbox.presence().clone(),
+        };
+        let bridge = Bridge::start(
+            ws,
+            feed,
+            Intake::Direct(inbound_tx),
+            &shared,
             self.ping_interval,
-        )));
-        let reader = AbortOnDropHandle::new(tokio::spawn(read_frames(
-            stream,
-            inbound_tx,
-            shared.clone(),
-        )));
-        let watchdog = self.ping_interval.map(|interval| {
-            AbortOnDropHandle::new(tokio::spawn(watch_liveness(shared.clone(), interval)))
-        });
-
+        );
         let session = Session::new(self.session, outbox);
         session.run(inbound_rx, signals.shutdown).await;
         shared.close.cancel();
-        // Every wait in the writer ends when the client is gone (the watchdog) or at the
-        // hard stop.
-        if let Err(e) = writer.await {
-            warn!(error = %e, "socket writer failed");
-        }
-        drop(reader);
-        drop(watchdog);
+        bridge.finish().await;
     }
+
+    /// Carries a durable session over `ws` until the session ends, the connection drops
+    /// (the session then goes on, detached) or another connection takes it over.
+    pub async fn serve_durable<S>(
+        self,
+        ws: WebSocketStream<S>,
+        signals: BridgeSignals,
+        registry: Arc<Registry>,
+        durable: Arc<Durable>,
+        start: DurableStart,
+    ) where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let shared = Shared::new(signals.hard_stop, signals.traffic);
+        let last_seq = match start {
+            DurableStart::New => 0,
+            DurableStart::Resume { last_seq } => last_seq,
+        };
+        let cursor = match durable.cursor_after(last_seq) {
+            Ok(cursor) => cursor,
+            Err(refusal) => return crate::upgrade::refuse_resume(ws, &refusal).await,
+        };
+        let attachment: Attachment = durable.attach(shared.reader_done.clone()).await;
+        let first = match start {
+            DurableStart::New => durable.resumable_frame(registry.options()),
+            DurableStart::Resume { .. } => {
+                info!(session_id = %durable.id(), last_seq, "durable session resumed");
+                resumed_frame(&durable)
+            }
+        };
+        let feed = Feed::Replay {
+            replay: durable.replay.clone(),
+            cursor,
+            first: Some(first),
+        };
+        let bridge = Bridge::start(
+            ws,
+            feed,
+            Intake::Durable(durable.clone()),
+            &shared,
+            self.ping_interval,
+        );
+        let taken_over = attachment.taken_over.clone();
+        let watch_takeover = async {
+            taken_over.cancelled().await;
+            shared.violate(CloseFrame {
+                code: CloseCode::from(CLOSE_TAKEN_OVER),
+                reason: Utf8Bytes::from_static("session taken over by another connection"),
+            });
+            std::future::pending::<()>().await
+        };
+        tokio::select! {
+            () = bridge.finish() => {}
+            () = watch_takeover => {}
+        }
+        if shared
+            .closed_normally
+            .load(std::sync::atomic::Ordering::Acquire)
+            && !taken_over.is_cancelled()
+        {
+            registry.end_by_client(&durable);
+        }
+        drop(attachment);
+    }
+}
+
+fn resumed_frame(durable: &Durable) -> String {
+    use runtimeuse_protocol::resume::{ResumeMessage, SessionResumed};
+    ResumeMessage::SessionResumedMessage(SessionResumed {
+        session_id: durable.id().to_owned(),
+        last_seq: durable.last_received(),
+    })
+    .to_frame()
 }
 
 async fn read_frames<S>(
     mut stream: SplitStream<WebSocketStream<S>>,
-    inbound: mpsc::Sender<String>,
+    intake: Intake,
     shared: Arc<Shared>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -159,7 +365,7 @@ async fn read_frames<S>(
     let gone = &shared.client_gone;
     // `None` once the session stopped listening: frames are then read and dropped, so
     // that the closing handshake still completes.
-    let mut inbound = Some(inbound);
+    let mut inbound = Some(intake);
     let mut pings = 0usize;
     let mut drained = shared.traffic.drained();
     loop {
@@ -173,6 +379,8 @@ async fn read_frames<S>(
         let next = tokio::select! {
             next = stream.next() => next,
             () = gone.cancelled() => return,
+            // A takeover (or a violation): another connection reads for the session now.
+            () = shared.violated.cancelled() => return,
         };
         let now = shared.traffic.drained();
         if now != drained {
@@ -180,7 +388,15 @@ async fn read_frames<S>(
             pings = 0;
         }
         match next {
-            None | Some(Ok(Message::Close(_))) => break,
+            Some(Ok(Message::Close(frame))) => {
+                if frame.is_some_and(|f| f.code == CloseCode::Normal) {
+                    shared
+                        .closed_normally
+                        .store(true, std::sync::atomic::Ordering::Release);
+                }
+                break;
+            }
+            None => break,
             Some(Err(e)) => {
                 match close_for(&e) {
                     Some(frame) => {
@@ -192,10 +408,11 @@ async fn read_frames<S>(
                 break;
             }
             Some(Ok(Message::Text(text))) => {
-                if let Some(tx) = &inbound {
+                if let Some(intake) = &inbound {
                     let delivered = tokio::select! {
-                        sent = tx.send(text.as_str().to_owned()) => sent.is_ok(),
+                        delivered = take_frame(intake, text.as_str()) => delivered,
                         () = gone.cancelled() => return,
+                        () = shared.violated.cancelled() => return,
                     };
                     if !delivered {
                         inbound = None;
@@ -209,6 +426,24 @@ async fn read_frames<S>(
     }
     if !shared.violated.is_cancelled() {
         gone.cancel();
+    }
+}
+
+/// Hands one text frame to the session; false once it takes no more. On a durable
+/// session, `resume_ack_message`s free replayed frames and are not passed on.
+async fn take_frame(intake: &Intake, text: &str) -> bool {
+    match intake {
+        Intake::Direct(tx) => tx.send(text.to_owned()).await.is_ok(),
+        Intake::Durable(durable) => {
+            let head = frame_seq(text).unwrap_or_default();
+            if head.message_type.as_deref() == Some("resume_ack_message") {
+                if let Some(seq) = head.seq {
+                    durable.replay.ack(seq);
+                }
+                return true;
+            }
+            durable.deliver(text.to_owned(), head.seq).await
+        }
     }
 }
 
@@ -231,6 +466,11 @@ fn close_for(error: &WsError) -> Option<CloseFrame> {
         code,
         reason: Utf8Bytes::from(truncate(reason, MAX_CLOSE_REASON)),
     })
+}
+
+/// `reason` cut to what a close frame holds.
+pub(crate) fn close_reason(reason: String) -> String {
+    truncate(reason, MAX_CLOSE_REASON)
 }
 
 fn truncate(mut text: String, max: usize) -> String {
@@ -256,7 +496,7 @@ enum WriterEnd {
 
 async fn write_frames<S>(
     mut sink: SplitSink<WebSocketStream<S>, Message>,
-    mut outbox: OutboxReceiver,
+    mut outbox: Feed,
     shared: Arc<Shared>,
     ping_interval: Option<Duration>,
 ) where
@@ -265,7 +505,17 @@ async fn write_frames<S>(
     let interval = ping_interval.unwrap_or(Duration::from_secs(3600));
     let mut pings = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     pings.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // A durable connection's handshake frame goes out first, whatever happens next (a
+    // takeover included), so that every client learns where it stands.
+    let greeting = outbox.greeting();
+    let greeted = match greeting {
+        Some(frame) => send(&mut sink, &shared, Message::Text(frame)).await,
+        None => true,
+    };
     let end = loop {
+        if !greeted {
+            break WriterEnd::Gone;
+        }
         tokio::select! {
             biased;
             () = shared.client_gone.cancelled() => break WriterEnd::Gone,
@@ -284,7 +534,7 @@ async fn write_frames<S>(
             }
             frame = outbox.recv() => match frame {
                 Some(frame) => {
-                    if !send(&mut sink, &shared, Message::Text(frame.into())).await {
+                    if !send(&mut sink, &shared, Message::Text(frame)).await {
                         break WriterEnd::Gone;
                     }
                     // A client taking output is alive, even while its pongs wait behind
@@ -301,18 +551,21 @@ async fn write_frames<S>(
         WriterEnd::Close => {
             let mut flushed = true;
             while let Some(frame) = outbox.try_recv() {
-                if !send(&mut sink, &shared, Message::Text(frame.into())).await {
+                if !send(&mut sink, &shared, Message::Text(frame)).await {
                     flushed = false;
                     break;
                 }
             }
-            outbox.close();
+            outbox.stop();
+            if flushed {
+                outbox.settle(&shared).await;
+            }
             if flushed && send(&mut sink, &shared, Message::Close(Some(normal_close()))).await {
                 linger(&shared).await;
             }
         }
         WriterEnd::Violation => {
-            outbox.close();
+            outbox.stop();
             if let Some(frame) = shared.take_violation() {
                 let _ = tokio::time::timeout(
                     CLOSE_LINGER,
@@ -321,7 +574,7 @@ async fn write_frames<S>(
                 .await;
             }
         }
-        WriterEnd::Gone => outbox.close(),
+        WriterEnd::Gone => outbox.stop(),
     }
 }
 

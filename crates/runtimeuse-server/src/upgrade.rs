@@ -23,9 +23,15 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
+use runtimeuse_protocol::ServerMessage;
+use runtimeuse_protocol::resume::RESUME_REFUSED;
+use serde_json::{Map, Value};
+
 use crate::listener::ConnectionTraffic;
+use crate::resume::params::{SessionRequest, query_param};
+use crate::resume::registry::{DurableContext, Refusal, Registry};
 use crate::session::SessionConfig;
-use crate::socket::{BridgeSignals, SocketBridge};
+use crate::socket::{BridgeSignals, DurableStart, SocketBridge};
 
 /// How long a refused client gets to read its close frame.
 const REFUSAL_LINGER: Duration = Duration::from_secs(1);
@@ -43,9 +49,21 @@ pub(crate) struct UpgradeState {
     pub tracker: TaskTracker,
     pub shutdown: CancellationToken,
     pub hard_stop: CancellationToken,
+    /// Durable sessions (the resume extension).
+    pub registry: Arc<Registry>,
 }
 
 impl UpgradeState {
+    fn durable_context(&self) -> DurableContext {
+        DurableContext {
+            session: self.session.clone(),
+            tracker: self.tracker.clone(),
+            shutdown: self.shutdown.clone(),
+            hard_stop: self.hard_stop.clone(),
+            open_sessions: self.open_sessions.clone(),
+        }
+    }
+
     /// The WebSocket settings every session uses.
     fn ws_config(&self) -> WebSocketConfig {
         let mut config = WebSocketConfig::default();
@@ -67,15 +85,11 @@ fn presented_token<'a>(headers: &'a HeaderMap, uri: &'a Uri) -> Option<Cow<'a, s
                 .or_else(|| v.strip_prefix("bearer "))
         })
         .map(|t| Cow::Borrowed(t.trim()));
-    bearer.or_else(|| {
-        url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
-            .find(|(k, _)| k == "token")
-            .map(|(_, v)| v)
-    })
+    bearer.or_else(|| query_param(uri, "token"))
 }
 
 /// Compares in time independent of where the strings differ.
-fn same_token(a: &str, b: &str) -> bool {
+pub(crate) fn same_token(a: &str, b: &str) -> bool {
     a.len() == b.len()
         && a.bytes()
             .zip(b.bytes())
@@ -97,6 +111,12 @@ pub(crate) async fn upgrade(State(state): State<UpgradeState>, mut request: Requ
         warn!("refused a connection without a valid token");
         return (StatusCode::UNAUTHORIZED, "missing or invalid token\n").into_response();
     }
+    let wanted = match SessionRequest::from_request(request.headers(), request.uri()) {
+        Ok(wanted) => wanted,
+        Err(problem) => {
+            return (StatusCode::BAD_REQUEST, format!("{problem}\n")).into_response();
+        }
+    };
     let response = match create_response_with_body(&request, Body::empty) {
         Ok(response) => response,
         Err(e) => {
@@ -124,11 +144,15 @@ pub(crate) async fn upgrade(State(state): State<UpgradeState>, mut request: Requ
         .unwrap_or_default();
     let admission = if state.shutdown.is_cancelled() {
         Err("the runtime is shutting down".to_owned())
+    } else if let SessionRequest::Resume(_) = wanted {
+        // A resumed session holds its slot already.
+        Ok(None)
     } else {
         state
             .session_slots
             .clone()
             .try_acquire_owned()
+            .map(Some)
             .map_err(|_| {
                 format!(
                     "the runtime serves at most {} sessions at once; try again later",
@@ -149,37 +173,99 @@ pub(crate) async fn upgrade(State(state): State<UpgradeState>, mut request: Requ
         let ws =
             WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(ws_config))
                 .await;
-        match admission {
-            Ok(permit) => {
+        let permit = match admission {
+            Ok(permit) => permit,
+            Err(reason) => {
+                warn!(%reason, "refused a session");
+                return refuse(ws, None, CloseCode::Again, reason).await;
+            }
+        };
+        let bridge = SocketBridge {
+            session: state.session.clone(),
+            ping_interval: state.ping_interval,
+        };
+        let signals = BridgeSignals {
+            shutdown: state.shutdown.clone(),
+            hard_stop: state.hard_stop.clone(),
+            traffic,
+        };
+        match (wanted, permit) {
+            (SessionRequest::Plain, Some(permit)) => {
                 state.open_sessions.fetch_add(1, Ordering::Relaxed);
-                let bridge = SocketBridge {
-                    session: state.session.clone(),
-                    ping_interval: state.ping_interval,
-                };
-                let signals = BridgeSignals {
-                    shutdown: state.shutdown.clone(),
-                    hard_stop: state.hard_stop.clone(),
-                    traffic,
-                };
                 bridge.serve(ws, signals).await;
                 state.open_sessions.fetch_sub(1, Ordering::Relaxed);
                 drop(permit);
             }
-            Err(reason) => refuse(ws, reason).await,
+            (SessionRequest::Durable, Some(permit)) => {
+                let registry = state.registry.clone();
+                match registry.open(&state.durable_context(), permit) {
+                    Ok(durable) => {
+                        bridge
+                            .serve_durable(ws, signals, registry, durable, DurableStart::New)
+                            .await
+                    }
+                    Err(e) => {
+                        let reason = format!("no durable session: {e}");
+                        refuse(ws, None, CloseCode::Error, reason).await
+                    }
+                }
+            }
+            (SessionRequest::Resume(resume), _) => {
+                let registry = state.registry.clone();
+                match registry.find(&resume) {
+                    Ok(durable) => {
+                        let start = DurableStart::Resume {
+                            last_seq: resume.last_seq,
+                        };
+                        bridge
+                            .serve_durable(ws, signals, registry, durable, start)
+                            .await
+                    }
+                    Err(refusal) => refuse_resume(ws, &refusal).await,
+                }
+            }
+            (_, None) => {}
         }
     });
     response.into_response()
 }
 
-/// Closes `ws` with 1013 and `reason`.
-async fn refuse(mut ws: WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>, reason: String) {
-    warn!(%reason, "refused a session");
-    let frame = CloseFrame {
-        code: CloseCode::Again,
-        reason: tungstenite::Utf8Bytes::from(reason),
+/// Refuses a resume: one `error_message` saying why, then a close with 1008.
+pub(crate) async fn refuse_resume<S>(ws: WebSocketStream<S>, refusal: &Refusal)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    warn!(reason = refusal.reason(), "refused a resume: {refusal}");
+    let mut metadata = Map::new();
+    metadata.insert("error_name".into(), Value::String(RESUME_REFUSED.into()));
+    metadata.insert("reason".into(), Value::String(refusal.reason().into()));
+    let text = format!("cannot resume the session: {refusal}");
+    let error = ServerMessage::ErrorMessage(runtimeuse_protocol::ErrorMessage {
+        error: text.clone(),
+        metadata,
+    });
+    let frame = serde_json::to_string(&error).unwrap_or_default();
+    refuse(ws, Some(frame), CloseCode::Policy, text).await;
+}
+
+/// Sends `frame` if any, then closes `ws` with `code` and `reason`.
+async fn refuse<S>(
+    mut ws: WebSocketStream<S>,
+    frame: Option<String>,
+    code: CloseCode,
+    reason: String,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let close = CloseFrame {
+        code,
+        reason: tungstenite::Utf8Bytes::from(crate::socket::close_reason(reason)),
     };
     let _ = tokio::time::timeout(REFUSAL_LINGER, async {
-        let _ = ws.send(Message::Close(Some(frame))).await;
+        if let Some(frame) = frame {
+            let _ = ws.send(Message::text(frame)).await;
+        }
+        let _ = ws.send(Message::Close(Some(close))).await;
         let _ = ws.close(None).await;
     })
     .await;

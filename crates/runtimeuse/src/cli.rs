@@ -260,4 +260,12 @@ pub struct ServeArgs {
     /// exits at most 2 s later (plus --artifact-upload-timeout while uploads run).
     #[arg(long, env = "RUNTIMEUSE_SHUTDOWN_TIMEOUT", default_value_t = 8.0)]
     pub shutdown_timeout: f64,
+    /// Seconds a durable session (the opt-in resume extension) goes on after its
+    /// connection drops; past it the session ends and its process tree is killed.
+    #[arg(long, env = "RUNTIMEUSE_RESUME_GRACE", default_value_t = 120.0)]
+    pub resume_grace: f64,
+    /// Bytes of sent, unacknowledged frames a durable session keeps for replay; past it
+    /// output waits (commands are back-pressured), nothing is dropped.
+    #[arg(long, env = "RUNTIMEUSE_RESUME_BUFFER", default_value_t = 64 * 1024 * 1024)]
+    pub resume_buffer: usize,
 }

@@ -133,6 +133,7 @@ fn network_limits(config: &mut ServerConfig, args: &ServeArgs) -> anyhow::Result
         ("max-sessions", args.max_sessions),
         ("max-message-bytes", args.max_message_bytes),
         ("max-pending-connections", args.max_pending_connections),
+        ("resume-buffer", args.resume_buffer),
     ] {
         if value == 0 {
             bail!("--{name} must be at least 1");
@@ -146,6 +147,8 @@ fn network_limits(config: &mut ServerConfig, args: &ServeArgs) -> anyhow::Result
         bail!("--header-read-timeout must be greater than zero");
     }
     config.shutdown_timeout = seconds("shutdown-timeout", args.shutdown_timeout)?;
+    config.resume.grace = seconds("resume-grace", args.resume_grace)?;
+    config.resume.buffer_bytes = args.resume_buffer;
     Ok(())
 }
 

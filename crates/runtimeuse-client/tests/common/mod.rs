@@ -50,19 +50,23 @@ impl FakeRuntime {
                 let script = Arc::clone(&script);
                 tokio::spawn(async move {
                     let headers_log = Arc::clone(&log);
+                    let these_headers = Arc::new(Mutex::new(HeaderMap::new()));
+                    let capture_these = Arc::clone(&these_headers);
                     let capture = move |request: &Request, response: Response| {
                         headers_log
                             .headers
                             .lock()
                             .unwrap()
                             .push(request.headers().clone());
+                        *capture_these.lock().unwrap() = request.headers().clone();
                         Ok(response)
                     };
                     let Ok(ws) = tokio_tungstenite::accept_hdr_async(stream, capture).await else {
                         return;
                     };
                     *log.connections.lock().unwrap() += 1;
-                    script(FakeConn { ws, log }).await;
+                    let headers = std::mem::take(&mut *these_headers.lock().unwrap());
+                    script(FakeConn { ws, log, headers }).await;
                 });
             }
         });
@@ -113,6 +117,8 @@ impl Drop for FakeRuntime {
 pub struct FakeConn {
     ws: WebSocketStream<TcpStream>,
     log: Arc<Log>,
+    /// The headers of this connection's upgrade request.
+    pub headers: HeaderMap,
 }
 
 impl FakeConn {
@@ -157,6 +163,43 @@ impl FakeConn {
     /// Holds the connection open without reading for `ms` milliseconds.
     pub async fn pause(&self, ms: u64) {
         tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+
+    /// The value of header `name` of this connection's upgrade, if sent.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned)
+    }
+
+    /// Reads (and logs) until the client closes; the close code it sent, if any.
+    pub async fn close_code(&mut self) -> Option<u16> {
+        loop {
+            match self.ws.next().await? {
+                Ok(Message::Text(text)) => {
+                    let value: Value = serde_json::from_str(text.as_str()).unwrap();
+                    self.log.received.lock().unwrap().push(value);
+                }
+                Ok(Message::Close(frame)) => return frame.map(|frame| u16::from(frame.code)),
+                Err(_) => return None,
+                Ok(_) => {}
+            }
+        }
+    }
+
+    /// Closes with `code` and `reason`, then waits (briefly) for the client's answer.
+    pub async fn close_with(mut self, code: u16, reason: &str) {
+        use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+        let frame = CloseFrame {
+            code: code.into(),
+            reason: reason.to_owned().into(),
+        };
+        let _ = self.ws.send(Message::Close(Some(frame))).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            while let Some(Ok(_)) = self.ws.next().await {}
+        })
+        .await;
     }
 
     /// Drops the TCP connection without a close handshake.

@@ -13,10 +13,11 @@ impl Artifacts {
     /// early from the waits for the client once it is gone. Safe to call more than once.
     pub async fn drain(&self) {
         let shared = &self.inner.shared;
-        if self.is_watching() && !shared.outbox.is_closed() {
+        let presence = shared.outbox.presence();
+        if self.is_watching() && !presence.is_gone() {
             tokio::select! {
                 () = tokio::time::sleep(shared.options.late_event_grace) => {}
-                () = shared.outbox.closed() => {}
+                () = presence.gone() => {}
             }
         }
         self.stop_watching().await;
@@ -54,7 +55,7 @@ impl Artifacts {
             return;
         }
         let pending = shared.pending_handshakes();
-        if shared.outbox.is_closed() {
+        if shared.outbox.presence().is_gone() {
             debug!(pending, "client gone; not waiting for upload responses");
             shared.abandon_handshakes();
         } else {

@@ -379,12 +379,13 @@ impl Artifacts {
             if count(shared) == 0 {
                 return true;
             }
-            if shared.outbox.is_closed() {
+            let presence = shared.outbox.presence();
+            if presence.is_gone() {
                 return false;
             }
             tokio::select! {
                 changed = changes.changed() => if changed.is_err() { return false },
-                () = shared.outbox.closed() => return false,
+                () = presence.gone() => return false,
                 () = tokio::time::sleep_until(deadline) => return false,
             }
         }

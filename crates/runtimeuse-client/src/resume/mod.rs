@@ -1,0 +1,243 @@
+//! Resumable sessions (the protocol's "resumable sessions" extension, opted into with
+//! [`ClientBuilder::resume`](crate::ClientBuilder::resume)).
+//!
+//! A durable session lives in the runtime apart from its WebSocket. Here a driver task
+//! ([`driver`]) owns the real WebSocket, and the request loop above reads and writes a
+//! [`ResumableLink`] that never sees a drop: the driver numbers outgoing frames and keeps
+//! them, drops replayed duplicates, acknowledges what arrived, and after a drop dials again
+//! with the session's id and key (jittered exponential backoff, within the runtime's grace
+//! period), re-sending what the runtime did not get. Only the end of the session, a refusal
+//! to resume, a takeover by another connection or the grace running out end the link.
+
+mod ack;
+mod backoff;
+mod driver;
+mod seq;
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures_util::{Stream, StreamExt};
+use runtimeuse_protocol::resume::{HEADER_RESUMABLE, ResumeMessage, SessionResumable};
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
+use tokio_tungstenite::tungstenite::{self, Message};
+
+use crate::Error;
+use crate::connection::{ConnectConfig, WsStream, dial};
+use crate::url_mask::mask_url;
+
+/// Frames buffered between the driver and a slow reader above it; past that the driver
+/// stops reading the socket, so that a slow consumer back-pressures the runtime.
+const INBOUND_BUFFER: usize = 64;
+
+/// What the driver hands up: a frame, or why the link ended (`Err`).
+type Item = Result<Message, tungstenite::Error>;
+
+/// The link of a durable session, as the request loop sees it: frames in and out, across
+/// reconnections. It ends only when the session does (or cannot be resumed).
+#[derive(Debug)]
+pub(crate) struct ResumableLink {
+    inbound: mpsc::Receiver<Item>,
+    outbound: Option<mpsc::UnboundedSender<String>>,
+    driver: Option<JoinHandle<()>>,
+    reconnects: Arc<AtomicU64>,
+}
+
+impl ResumableLink {
+    /// Queues a frame for the runtime (numbered and kept by the driver).
+    pub fn send(&mut self, message: Message) -> Result<(), tungstenite::Error> {
+        let Message::Text(text) = message else {
+            return Ok(()); // control frames are the driver's business
+        };
+        match &self.outbound {
+            Some(outbound) if outbound.send(text.as_str().to_owned()).is_ok() => Ok(()),
+            _ => Err(tungstenite::Error::ConnectionClosed),
+        }
+    }
+
+    /// Ends the session: the driver acknowledges what it received and closes with 1000
+    /// (the caller bounds the wait).
+    pub async fn close(&mut self) {
+        self.outbound = None;
+        if let Some(driver) = self.driver.take() {
+            let _ = driver.await;
+        }
+        self.inbound.close();
+    }
+
+    /// How many times the link reconnected so far.
+    pub fn reconnects(&self) -> u64 {
+        self.reconnects.load(Ordering::Relaxed)
+    }
+}
+
+impl Stream for ResumableLink {
+    type Item = Item;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Item>> {
+        self.inbound.poll_recv(cx)
+    }
+}
+
+/// What resuming a session takes, from its `session_resumable_message`.
+#[derive(Clone)]
+pub(crate) struct Ticket {
+    pub session_id: String,
+    /// A credential: never logged, sent as a sensitive header.
+    pub resume_key: String,
+    pub grace: Duration,
+}
+
+impl std::fmt::Debug for Ticket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ticket")
+            .field("session_id", &self.session_id)
+            .field("grace", &self.grace)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Opens a new durable session: dials with `X-RuntimeUse-Resumable: 1`, reads the
+/// runtime's `session_resumable_message` (within the connect timeout) and starts the
+/// driver.
+///
+/// # Errors
+/// [`Error::Connect`] when the runtime cannot be reached or offers no durable session
+/// (a runtime without the extension says nothing, so this waits the connect timeout);
+/// [`Error::Runtime`] when it answers with an `error_message`.
+pub(crate) async fn open(config: &ConnectConfig) -> Result<ResumableLink, Error> {
+    let deadline = Instant::now() + config.connect_timeout;
+    tracing::debug!(url = %mask_url(&config.url), "opening a resumable session");
+    let opt_in = vec![(
+        HeaderName::from_static(HEADER_RESUMABLE),
+        HeaderValue::from_static("1"),
+    )];
+    let mut ws = dial(config, opt_in, config.connect_timeout)
+        .await
+        .map_err(|e| config.connect_error(e))?;
+    let not_offered = |why: String| Error::Connect {
+        url: mask_url(&config.url),
+        source: format!("the runtime did not open a resumable session: {why}").into(),
+    };
+    let first = tokio::time::timeout_at(deadline, first_text(&mut ws))
+        .await
+        .map_err(|_| {
+            not_offered(format!(
+                "no session_resumable_message within {:?} (does it support the resumable-sessions extension?)",
+                config.connect_timeout
+            ))
+        })?
+        .map_err(not_offered)?;
+    let ticket = match serde_json::from_str::<ResumeMessage>(&first) {
+        Ok(ResumeMessage::SessionResumableMessage(SessionResumable {
+            session_id,
+            resume_key,
+            grace_ms,
+            buffer_bytes,
+        })) => {
+            tracing::info!(
+                url = %mask_url(&config.url),
+                %session_id,
+                grace_ms,
+                buffer_bytes,
+                "resumable session opened"
+            );
+            Ticket {
+                session_id,
+                resume_key,
+                grace: Duration::from_millis(grace_ms),
+            }
+        }
+        _ => {
+            let _ = ws.close(None).await;
+            return Err(unexpected_first_frame(&first).unwrap_or_else(|| {
+                not_offered(format!("its first frame was {}", describe(&first)))
+            }));
+        }
+    };
+    Ok(driver::spawn(config.clone(), ticket, ws))
+}
+
+/// Starts the driver over an open socket and returns the link it serves.
+fn link_over(
+    spawn: impl FnOnce(
+        mpsc::UnboundedReceiver<String>,
+        mpsc::Sender<Item>,
+        Arc<AtomicU64>,
+    ) -> JoinHandle<()>,
+) -> ResumableLink {
+    let (outbound_tx, outbound_rx) = mpsc::unbounded_channel();
+    let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_BUFFER);
+    let reconnects = Arc::new(AtomicU64::new(0));
+    let driver = spawn(outbound_rx, inbound_tx, Arc::clone(&reconnects));
+    ResumableLink {
+        inbound: inbound_rx,
+        outbound: Some(outbound_tx),
+        driver: Some(driver),
+        reconnects,
+    }
+}
+
+/// The first text frame on `ws`, or why there is none.
+async fn first_text(ws: &mut WsStream) -> Result<String, String> {
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Text(text))) => return Ok(text.as_str().to_owned()),
+            Some(Ok(Message::Close(frame))) => {
+                return Err(match frame {
+                    Some(frame) if !frame.reason.is_empty() => {
+                        format!("closed ({}: {})", frame.code, frame.reason)
+                    }
+                    Some(frame) => format!("closed ({})", frame.code),
+                    None => "closed".into(),
+                });
+            }
+            Some(Ok(_)) => {}
+            Some(Err(e)) => return Err(e.to_string()),
+            None => return Err("the connection ended".into()),
+        }
+    }
+}
+
+/// An `error_message` as the first frame is the runtime's answer: [`Error::Runtime`].
+fn unexpected_first_frame(frame: &str) -> Option<Error> {
+    let Ok(Value::Object(mut object)) = serde_json::from_str::<Value>(frame) else {
+        return None;
+    };
+    if object.get("message_type")?.as_str()? != "error_message" {
+        return None;
+    }
+    let error = match object.remove("error") {
+        Some(Value::String(error)) => error,
+        _ => String::new(),
+    };
+    let metadata = match object.remove("metadata") {
+        Some(Value::Object(metadata)) => metadata,
+        _ => serde_json::Map::new(),
+    };
+    Some(Error::Runtime { error, metadata })
+}
+
+/// A frame named by its type, for errors (its content may hold secrets).
+fn describe(frame: &str) -> String {
+    match runtimeuse_protocol::resume::frame_seq(frame) {
+        Ok(peek) => match peek.message_type {
+            Some(message_type) => format!("a {message_type}"),
+            None => "an object without message_type".into(),
+        },
+        Err(_) => "not JSON".into(),
+    }
+}
+
+/// A reason for the link's end, as the request loop reports it
+/// ([`Error::ConnectionClosed`] with this text).
+fn ended(reason: impl Into<String>) -> tungstenite::Error {
+    tungstenite::Error::Io(std::io::Error::other(reason.into()))
+}
