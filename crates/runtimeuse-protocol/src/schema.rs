@@ -24,6 +24,14 @@ pub fn server_messages() -> Value {
     )
 }
 
+/// The schema of the resume extension's own messages (`oneOf` over `message_type`).
+pub fn resume_messages() -> Value {
+    titled(
+        schemars::schema_for!(crate::resume::ResumeMessage).to_value(),
+        "runtimeuse resume extension message",
+    )
+}
+
 fn titled(mut schema: Value, title: &str) -> Value {
     if let Some(object) = schema.as_object_mut() {
         object.insert("title".into(), Value::String(title.into()));

@@ -80,6 +80,20 @@ fn server_schema_is_current_and_accepts_every_runtime_fixture() {
 }
 
 #[test]
+fn resume_schema_is_current_and_accepts_every_extension_fixture() {
+    let schema = checked_in("resume-message", &schema::resume_messages());
+    assert_fixtures_valid(&schema, "resume_", 3);
+    let validator = jsonschema::validator_for(&schema).expect("compiles");
+    for bad in [
+        json!({"message_type": "resume_ack_message"}),
+        json!({"message_type": "session_resumed_message", "session_id": "a"}),
+        json!({"message_type": "session_resumable_message", "session_id": "a", "resume_key": "k"}),
+    ] {
+        assert!(!validator.is_valid(&bad), "accepted {bad}");
+    }
+}
+
+#[test]
 fn schemas_reject_what_the_runtime_rejects() {
     let client = jsonschema::validator_for(&schema::client_messages()).expect("compiles");
     for bad in [
