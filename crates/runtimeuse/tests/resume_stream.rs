@@ -1,0 +1,151 @@
+//! The Rust client with `resume(true)` through a cutting TCP proxy while the echo agent
+//! streams 10,000 assistant messages: cut at chosen messages and at seeded random byte
+//! offsets, every message arrives once and in order, the result arrives, and the
+//! reconnections are counted.
+
+mod binary;
+mod common;
+mod resume_support;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use resume_support::{durable_runtime, resume_client, seed};
+use runtimeuse_client::QueryOptions;
+use runtimeuse_testkit::{CutPlan, CutProxy};
+
+const MESSAGES: usize = 10_000;
+
+fn expected() -> Vec<String> {
+    (1..=MESSAGES)
+        .map(|i| format!("message {i} of {MESSAGES}"))
+        .collect()
+}
+
+/// Options collecting assistant texts into `seen`, calling `on_message(count)` after
+/// each one.
+fn collecting(
+    seen: &Arc<Mutex<Vec<String>>>,
+    on_message: impl Fn(usize) + Send + Sync + 'static,
+) -> QueryOptions {
+    let seen = Arc::clone(seen);
+    let on_message = Arc::new(on_message);
+    QueryOptions::new("You are a test.", "echo-model")
+        .timeout(Duration::from_secs(120))
+        .on_assistant_message(move |m| {
+            let seen = Arc::clone(&seen);
+            let on_message = Arc::clone(&on_message);
+            async move {
+                let count = {
+                    let mut seen = seen.lock().unwrap();
+                    seen.push(m.text_blocks.join("|"));
+                    seen.len()
+                };
+                on_message(count);
+            }
+        })
+}
+
+fn reconnects(metadata: &serde_json::Map<String, serde_json::Value>) -> u64 {
+    metadata
+        .get("reconnects")
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or_else(|| panic!("no reconnects count in {metadata:?}"))
+}
+
+#[tokio::test]
+async fn ten_thousand_messages_survive_cuts_at_chosen_messages() {
+    let runtime = durable_runtime(60.0, 4 * 1024 * 1024, &[]);
+    let proxy = CutProxy::to_url(&runtime.url).await.unwrap();
+    let client = resume_client(&proxy.ws_url());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let cutter = proxy.clone();
+    let options = collecting(&seen, move |count| {
+        if count == 5000 {
+            // The next two reconnections are cut inside the upgrade's response.
+            cutter.set_plan(Some(CutPlan::after_bytes(60).times(2)));
+        }
+        if [1, 2, 1000, 5000, 5001, 9999, MESSAGES].contains(&count) {
+            cutter.cut();
+        }
+    });
+    let result = client
+        .query(format!("STREAM:{MESSAGES}"), options)
+        .await
+        .expect("the query survives the cuts");
+    assert_eq!(result.text(), Some("streamed 10000 messages"));
+    assert_eq!(*seen.lock().unwrap(), expected());
+    let stats = proxy.stats();
+    assert!(stats.cuts >= 7, "{stats:?}");
+    // Every connection after the first is a reconnection, but for the two cut in their
+    // upgrade (counted or not, as the client sees fit).
+    let reconnects = reconnects(&result.metadata);
+    assert!(
+        (stats.connections - 3..stats.connections).contains(&reconnects),
+        "{reconnects} reconnects, {stats:?}"
+    );
+}
+
+#[tokio::test]
+async fn ten_thousand_messages_survive_cuts_at_random_byte_offsets() {
+    let seed = seed("random_offsets");
+    let runtime = durable_runtime(60.0, 4 * 1024 * 1024, &[]);
+    let proxy = CutProxy::to_url(&runtime.url).await.unwrap();
+    // The first eight connections cut somewhere in their first 2..150 kB (mid-frame,
+    // mid-replay alike; past the first connection's upgrade and opening frame, which no
+    // resume could recover).
+    proxy.set_plan(Some(CutPlan::random(seed, 2_000..=150_000).times(8)));
+    let client = resume_client(&proxy.ws_url());
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let result = client
+        .query(format!("STREAM:{MESSAGES}"), collecting(&seen, |_| {}))
+        .await
+        .unwrap_or_else(|e| panic!("seed {seed}: {e:?}"));
+    assert_eq!(
+        result.text(),
+        Some("streamed 10000 messages"),
+        "seed {seed}"
+    );
+    assert!(
+        *seen.lock().unwrap() == expected(),
+        "seed {seed}: messages lost, repeated or out of order"
+    );
+    let stats = proxy.stats();
+    assert_eq!(
+        reconnects(&result.metadata),
+        stats.connections - 1,
+        "seed {seed}: {stats:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_session_of_several_requests_survives_cuts_between_and_during_them() {
+    let runtime = durable_runtime(60.0, 4 * 1024 * 1024, &[]);
+    let proxy = CutProxy::to_url(&runtime.url).await.unwrap();
+    let client = resume_client(&proxy.ws_url());
+    let session = client.session().await.unwrap();
+    for round in 0..4 {
+        if round % 2 == 1 {
+            // Between requests: the next call finds the link down.
+            proxy.cut();
+        }
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let cutter = proxy.clone();
+        let options = collecting(&seen, move |count| {
+            if count == 300 {
+                cutter.cut();
+            }
+        });
+        let result = session.query("STREAM:600", options).await.unwrap();
+        assert_eq!(
+            result.text(),
+            Some("streamed 600 messages"),
+            "round {round}"
+        );
+        let expected: Vec<String> = (1..=600).map(|i| format!("message {i} of 600")).collect();
+        assert_eq!(*seen.lock().unwrap(), expected, "round {round}");
+    }
+    session.close().await.unwrap();
+    let stats = proxy.stats();
+    assert!(stats.connections >= 7, "{stats:?}");
+}
