@@ -10,6 +10,8 @@
 //! | `runtimeuse_bytes_streamed_total` | counter | (bytes of every frame sent to clients) |
 //! | `runtimeuse_artifacts_total` | counter | `outcome` (`uploaded`, `failed`) |
 //! | `runtimeuse_commands_killed_total` | counter | `reason` (`cancelled`, `timeout`) |
+//! | `runtimeuse_durable_sessions_total` | counter | `event` (`opened`, `resumed`, `taken_over`, `refused`, `expired`, `ended`) |
+//! | `runtimeuse_durable_sessions_detached` | gauge | (durable sessions with no connection now) |
 //!
 //! The set is process-wide: every server in the process counts into it.
 
@@ -69,6 +71,41 @@ struct ReasonLabels {
     reason: &'static str,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct EventLabels {
+    event: &'static str,
+}
+
+/// What happened to a durable session (the resume extension).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DurableEvent {
+    /// A client opened one.
+    Opened,
+    /// A connection resumed one.
+    Resumed,
+    /// A resume took it over from a live connection.
+    TakenOver,
+    /// A resume was refused (unknown id, wrong key, expired, ended, replay unavailable).
+    Refused,
+    /// It stayed detached past its grace period and was ended.
+    Expired,
+    /// It finished (acknowledged confirm, client close, shutdown).
+    Ended,
+}
+
+impl DurableEvent {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Opened => "opened",
+            Self::Resumed => "resumed",
+            Self::TakenOver => "taken_over",
+            Self::Refused => "refused",
+            Self::Expired => "expired",
+            Self::Ended => "ended",
+        }
+    }
+}
+
 fn duration_histogram() -> Histogram {
     // 10 ms to about 45 min.
     Histogram::new(exponential_buckets(0.01, 2.0, 18))
@@ -83,6 +120,8 @@ struct Metrics {
     bytes_streamed: Counter,
     artifacts: Family<OutcomeLabels, Counter>,
     commands_killed: Family<ReasonLabels, Counter>,
+    durable: Family<EventLabels, Counter>,
+    durable_detached: Gauge,
 }
 
 fn metrics() -> &'static Metrics {
@@ -98,6 +137,8 @@ fn metrics() -> &'static Metrics {
             bytes_streamed: Counter::default(),
             artifacts: Family::default(),
             commands_killed: Family::default(),
+            durable: Family::default(),
+            durable_detached: Gauge::default(),
         };
         registry.register(
             "sessions_open",
@@ -125,6 +166,16 @@ fn metrics() -> &'static Metrics {
             "commands_killed",
             "Commands whose process group was killed",
             m.commands_killed.clone(),
+        );
+        registry.register(
+            "durable_sessions",
+            "Events of durable (resumable) sessions",
+            m.durable.clone(),
+        );
+        registry.register(
+            "durable_sessions_detached",
+            "Durable sessions without a connection now",
+            m.durable_detached.clone(),
         );
         Metrics { registry, ..m }
     })
@@ -194,6 +245,26 @@ pub fn observe_command(result: &Result<CommandOutcome, CommandError>) {
         .commands_killed
         .get_or_create(&ReasonLabels { reason })
         .inc();
+}
+
+/// Counts an event of a durable session.
+pub fn durable_event(event: DurableEvent) {
+    metrics()
+        .durable
+        .get_or_create(&EventLabels {
+            event: event.label(),
+        })
+        .inc();
+}
+
+/// A durable session lost (`true`) or regained (`false`) its connection.
+pub fn durable_detached(detached: bool) {
+    let gauge = &metrics().durable_detached;
+    if detached {
+        gauge.inc();
+    } else {
+        gauge.dec();
+    }
 }
 
 /// Every metric in the Prometheus text format.

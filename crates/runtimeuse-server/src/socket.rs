@@ -306,6 +306,7 @@ impl SocketBridge {
             DurableStart::New => durable.resumable_frame(registry.options()),
             DurableStart::Resume { .. } => {
                 info!(session_id = %durable.id(), last_seq, "durable session resumed");
+                crate::metrics::durable_event(crate::metrics::DurableEvent::Resumed);
                 resumed_frame(&durable)
             }
         };

@@ -236,6 +236,7 @@ where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     warn!(reason = refusal.reason(), "refused a resume: {refusal}");
+    crate::metrics::durable_event(crate::metrics::DurableEvent::Refused);
     let mut metadata = Map::new();
     metadata.insert("error_name".into(), Value::String(RESUME_REFUSED.into()));
     metadata.insert("reason".into(), Value::String(refusal.reason().into()));

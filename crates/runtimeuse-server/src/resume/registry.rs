@@ -8,7 +8,7 @@
 //! as if its client had left: the request is cancelled, its process tree killed).
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use runtimeuse_protocol::resume::{ResumeMessage, SessionResumable};
@@ -21,6 +21,7 @@ use super::ResumeOptions;
 use super::params::ResumeRequest;
 use super::replay::{Cursor, Replay, ReplayUnavailable};
 use crate::logging::add_span_secrets;
+use crate::metrics::{self, DurableEvent};
 use crate::outbox::{Outbox, Presence};
 use crate::redact::Redactor;
 use crate::session::{Session, SessionConfig};
@@ -124,6 +125,8 @@ impl Registry {
             current: Mutex::new(None),
             attached: watch::Sender::new(false),
             generations: AtomicU64::new(0),
+            counted_detached: AtomicBool::new(false),
+            retired: AtomicBool::new(false),
         });
         self.sessions().insert(durable.id.clone(), durable.clone());
 
@@ -131,6 +134,7 @@ impl Registry {
         add_span_secrets(session.span(), &Redactor::new([durable.key.clone()]));
         let span = session.span().clone();
         span.in_scope(|| info!(session_id = %durable.id, "durable session opened"));
+        metrics::durable_event(DurableEvent::Opened);
         let (shutdown, open) = (cx.shutdown.clone(), cx.open_sessions.clone());
         open.fetch_add(1, Ordering::Relaxed);
         cx.tracker.spawn(async move {
@@ -186,6 +190,10 @@ impl Registry {
         }
         retired.push_back((durable.id.clone(), how));
         drop(retired);
+        metrics::durable_event(match how {
+            Retired::Expired => DurableEvent::Expired,
+            Retired::Ended => DurableEvent::Ended,
+        });
         durable.depart();
     }
 
@@ -290,6 +298,10 @@ pub(crate) struct Durable {
     current: Mutex<Option<Attached>>,
     attached: watch::Sender<bool>,
     generations: AtomicU64,
+    /// Counted in the detached-sessions gauge now.
+    counted_detached: AtomicBool,
+    /// Left the registry.
+    retired: AtomicBool,
 }
 
 impl Durable {
@@ -319,6 +331,7 @@ impl Durable {
             info!(session_id = %self.id, "another connection resumed the session; closing the old one");
             previous.taken_over.cancel();
             previous.reader_done.cancelled().await;
+            metrics::durable_event(DurableEvent::TakenOver);
         }
         let generation = self.generations.fetch_add(1, Ordering::Relaxed) + 1;
         let taken_over = CancellationToken::new();
@@ -328,6 +341,7 @@ impl Durable {
             reader_done,
         });
         self.attached.send_replace(true);
+        self.count_detached(false);
         Attachment {
             durable: self.clone(),
             generation,
@@ -345,7 +359,18 @@ impl Durable {
             *current = None;
             drop(current);
             self.attached.send_replace(false);
-            info!(session_id = %self.id, "connection of the durable session dropped; detached");
+            if !self.retired.load(Ordering::Acquire) {
+                self.count_detached(true);
+                info!(session_id = %self.id, "connection of the durable session dropped; detached");
+            }
+        }
+    }
+
+    /// Keeps `runtimeuse_durable_sessions_detached` right: this session counts in it while
+    /// it is detached and not retired.
+    fn count_detached(&self, detached: bool) {
+        if self.counted_detached.swap(detached, Ordering::AcqRel) != detached {
+            metrics::durable_detached(detached);
         }
     }
 
@@ -395,6 +420,8 @@ impl Durable {
     /// The session takes no more frames, its client is gone for good, and nothing waits
     /// for room in its buffer.
     fn depart(&self) {
+        self.retired.store(true, Ordering::Release);
+        self.count_detached(false);
         self.inbound
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
