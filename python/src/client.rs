@@ -38,16 +38,18 @@ impl NativeClient {
     /// connection.
     #[new]
     /// With `transport` (a Python transport, see `_transport.py`) no WebSocket is opened
-    /// and `ws_url` only names the runtime.
-    #[pyo3(signature = (ws_url, headers = Vec::new(), token = None, connect_timeout = None, transport = None))]
+    /// and `ws_url` only names the runtime. `resume` opens durable sessions that
+    /// reconnect after a drop (`ClientBuilder::resume`; not with a transport).
+    #[pyo3(signature = (ws_url, headers = Vec::new(), token = None, connect_timeout = None, transport = None, resume = false))]
     fn new(
         ws_url: String,
         headers: Vec<(String, String)>,
         token: Option<String>,
         connect_timeout: Option<f64>,
         transport: Option<Py<PyAny>>,
+        resume: bool,
     ) -> PyResult<Self> {
-        let mut builder = RuntimeUseClient::builder(ws_url);
+        let mut builder = RuntimeUseClient::builder(ws_url).resume(resume);
         let mut transport_loop = None;
         if let Some(transport) = transport {
             let event_loop = TransportLoop::default();

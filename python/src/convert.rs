@@ -129,6 +129,10 @@ fn item_to_py(py: Python<'_>, item: Item) -> PyResult<Option<Bound<'_, PyTuple>>
                 results.append(json_to_py(py, &value)?)?;
             }
             dict.set_item("results", results)?;
+            // Only with resume on (`reconnects`): the published shape stays as it was.
+            if !result.metadata.is_empty() {
+                dict.set_item("metadata", map_to_py(py, &result.metadata)?)?;
+            }
             ("command_execution_result_message", dict.into_any())
         }
         Item::Unknown => return Ok(None),

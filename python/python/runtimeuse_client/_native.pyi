@@ -50,6 +50,7 @@ class Client:
         token: str | None = None,
         connect_timeout: float | None = None,
         transport: Any = None,
+        resume: bool = False,
     ) -> None: ...
     # Rust log lines of the call go to `logger` (a logging.Logger).
     def query(self, message_json: str, bridge: LoopBridge, logger: Any) -> EventStream: ...

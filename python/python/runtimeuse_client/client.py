@@ -152,8 +152,26 @@ class RuntimeUseClient:
     transport call carries the whole session). A transport that raises ends the call
     with ``AgentRuntimeError("No result message received")``; the exception is logged.
 
+    ``resume=True`` (off by default) makes every connection, one-shot calls and
+    sessions alike, a *durable session* of the runtime (the protocol's resumable-sessions
+    extension): when the connection drops, the client reconnects transparently, with
+    jittered exponential backoff (100 ms doubling to 5 s), for as long as the runtime's
+    grace period (``--resume-grace``, 120 s by default). The runtime replays what the
+    client missed and the client re-sends what the runtime missed, so callbacks see every
+    message exactly once and in order and the call goes on. Results count the
+    reconnections during the call in ``metadata["reconnects"]`` (on ``QueryResult`` and
+    ``CommandExecutionResult``). A resume the runtime refuses raises
+    ``AgentRuntimeError`` with ``metadata["error_name"] == "ResumeRefused"`` and
+    ``metadata["reason"]`` (``"expired"``, ``"ended"``, ``"invalid_key"``...); running out
+    of the grace period, or another connection taking the session over, raises
+    ``AgentRuntimeError("No result message received")`` with the reason in
+    ``metadata["reason"]``. The runtime must support the extension (a runtime without it
+    never confirms the durable session, and opening fails after ``connect_timeout``).
+    Not available with ``transport``.
+
     Raises ``ValueError`` for a URL that is not a WebSocket URL or a header that is not
-    valid HTTP, or when neither ``ws_url`` nor ``transport`` is given.
+    valid HTTP, when neither ``ws_url`` nor ``transport`` is given, or for ``resume=True``
+    with a ``transport``.
     """
 
     def __init__(
@@ -164,6 +182,7 @@ class RuntimeUseClient:
         headers: Mapping[str, str] | None = None,
         token: str | None = None,
         connect_timeout: float | None = None,
+        resume: bool = False,
     ) -> None:
         if ws_url is None and transport is None:
             raise ValueError("Either ws_url or transport must be provided")
@@ -176,6 +195,7 @@ class RuntimeUseClient:
             token,
             connect_timeout,
             transport,
+            bool(resume),
         )
         self._abort_event = asyncio.Event()
 

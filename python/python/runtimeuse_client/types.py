@@ -224,9 +224,16 @@ class CommandResultItem(BaseModel):
 
 
 class CommandExecutionResult(BaseModel):
-    """What :meth:`RuntimeUseClient.execute_commands` returns: one item per command run."""
+    """What :meth:`RuntimeUseClient.execute_commands` returns: one item per command run.
+
+    ``metadata`` is what the client knows about the call: ``None`` unless the client was
+    made with ``resume=True``, then ``metadata["reconnects"]`` counts the reconnections
+    during the call (the runtime itself reports no metadata for commands). It is left out
+    of ``model_dump()``, which keeps the published client's shape.
+    """
 
     results: list[CommandResultItem]
+    metadata: dict[str, Any] | None = Field(default=None, exclude=True)
 
 
 class CommandExecutionResultMessageInterface(AgentRuntimeMessageInterface):
