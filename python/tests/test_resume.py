@@ -105,6 +105,41 @@ async def test_without_resume_results_have_no_reconnects(client):
     assert not listed.metadata
 
 
+async def test_a_runtime_that_offers_no_durable_session_times_out():
+    import asyncio
+
+    async def silent(reader, writer):  # completes the upgrade, then says nothing
+        request = await reader.readuntil(b"\r\n\r\n")
+        key = next(
+            line.split(b":", 1)[1].strip()
+            for line in request.split(b"\r\n")
+            if line.lower().startswith(b"sec-websocket-key:")
+        )
+        import base64
+        import hashlib
+
+        accept = base64.b64encode(
+            hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest()
+        )
+        writer.write(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+        )
+        await writer.drain()
+        await reader.read()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        client = RuntimeUseClient(
+            ws_url=f"ws://127.0.0.1:{port}", resume=True, connect_timeout=0.5
+        )
+        with pytest.raises(TimeoutError, match="resumable"):
+            await client.query(prompt="ECHO:x", options=query_options())
+    finally:
+        server.close()
+
+
 def test_resume_with_a_transport_is_refused():
     async def transport(outgoing):
         yield {}

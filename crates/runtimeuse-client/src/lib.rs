@@ -67,9 +67,31 @@
 //! `metadata`, [`Error::Cancelled`] follows an abort, [`Error::Timeout`] says which limit
 //! expired, and connection or protocol problems have their own variants.
 //!
+//! # Surviving dropped connections
+//!
+//! [`ClientBuilder::resume`] opens every connection as a durable session of the runtime
+//! (the protocol's resumable-sessions extension): after a drop the client reconnects by
+//! itself, with jittered exponential backoff within the runtime's grace period, and the
+//! call goes on with every message delivered once and in order. Results count the
+//! reconnections in `metadata["reconnects"]`.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), runtimeuse_client::Error> {
+//! use runtimeuse_client::{QueryOptions, RuntimeUseClient};
+//!
+//! let client = RuntimeUseClient::builder("ws://127.0.0.1:8080").resume(true).build()?;
+//! let result = client
+//!     .query("STREAM:1000", QueryOptions::new("You are a test.", "echo"))
+//!     .await?;
+//! println!("reconnected {} times", result.metadata["reconnects"]);
+//! # Ok(()) }
+//! ```
+//!
 //! # Logging
 //!
-//! The crate logs through `tracing`, one `runtimeuse_request` span per call.
+//! The crate logs through `tracing`, one `runtimeuse_request` span per call. Reconnections
+//! of resumable connections are logged at `warn` (the drop) and `info` (the resume), with
+//! the URL's credentials masked; the resume key never appears.
 
 #![warn(missing_docs)]
 

@@ -128,11 +128,16 @@ pub(crate) async fn open(config: &ConnectConfig) -> Result<ResumableLink, Error>
     };
     let first = tokio::time::timeout_at(deadline, first_text(&mut ws))
         .await
-        .map_err(|_| {
-            not_offered(format!(
-                "no session_resumable_message within {:?} (does it support the resumable-sessions extension?)",
-                config.connect_timeout
-            ))
+        .map_err(|_| Error::Connect {
+            url: mask_url(&config.url),
+            // An io::Error of kind TimedOut, like any connect timeout.
+            source: Box::new(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "the runtime did not open a resumable session: no session_resumable_message within {:?} (does it support the resumable-sessions extension?)",
+                    config.connect_timeout
+                ),
+            )),
         })?
         .map_err(not_offered)?;
     let ticket = match serde_json::from_str::<ResumeMessage>(&first) {
