@@ -142,16 +142,9 @@ impl DurablePeer {
     /// Connects resuming session `id` with `key`, having received runtime frames up to
     /// `last_seq` (headers). Returns the peer and its first frame.
     pub async fn resume(url: &str, id: &str, key: &str, last_seq: u64) -> (Self, Frame) {
-        let mut peer = Self::connect_with(
-            url,
-            &[
-                (HEADER_SESSION_ID, id.to_owned()),
-                (HEADER_RESUME_KEY, key.to_owned()),
-                (HEADER_LAST_SEQ, last_seq.to_string()),
-            ],
-        )
-        .await
-        .expect("connect");
+        let mut peer = Self::connect_with(url, &resume_headers(id, key, last_seq))
+            .await
+            .expect("connect");
         let first = peer.next().await;
         (peer, first)
     }
@@ -191,28 +184,33 @@ impl DurablePeer {
 
     /// The next text frame or the end of the connection.
     pub async fn next(&mut self) -> Frame {
-        loop {
-            let next = tokio::time::timeout(FRAME_TIMEOUT, self.ws.next())
-                .await
-                .expect("timed out waiting for a frame");
-            match next {
-                Some(Ok(Message::Text(text))) => {
-                    return Frame::Message(
-                        serde_json::from_str(&text).expect("runtime sent invalid JSON"),
-                    );
-                }
-                Some(Ok(Message::Close(close))) => {
-                    return Frame::Closed(close.map(|c| (u16::from(c.code), c.reason.to_string())));
-                }
-                None | Some(Err(_)) => return Frame::Closed(None),
-                Some(Ok(_)) => {}
-            }
-        }
+        self.try_next(FRAME_TIMEOUT)
+            .await
+            .expect("timed out waiting for a frame")
     }
 
     /// Like [`next`](Self::next), but `None` when nothing came within `timeout`.
     pub async fn try_next(&mut self, timeout: Duration) -> Option<Frame> {
-        tokio::time::timeout(timeout, self.next()).await.ok()
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let next = tokio::time::timeout_at(deadline, self.ws.next())
+                .await
+                .ok()?;
+            match next {
+                Some(Ok(Message::Text(text))) => {
+                    return Some(Frame::Message(
+                        serde_json::from_str(&text).expect("runtime sent invalid JSON"),
+                    ));
+                }
+                Some(Ok(Message::Close(close))) => {
+                    return Some(Frame::Closed(
+                        close.map(|c| (u16::from(c.code), c.reason.to_string())),
+                    ));
+                }
+                None | Some(Err(_)) => return Some(Frame::Closed(None)),
+                Some(Ok(_)) => {}
+            }
+        }
     }
 
     /// The next text frame (panics when the connection ended).
@@ -234,6 +232,15 @@ impl DurablePeer {
             }))
             .await;
     }
+}
+
+/// The upgrade headers resuming session `id` with `key` at `last_seq`.
+pub fn resume_headers(id: &str, key: &str, last_seq: u64) -> Vec<(&'static str, String)> {
+    vec![
+        (HEADER_SESSION_ID, id.to_owned()),
+        (HEADER_RESUME_KEY, key.to_owned()),
+        (HEADER_LAST_SEQ, last_seq.to_string()),
+    ]
 }
 
 /// Asserts that `first` (a resume's first frame) and what follows on `peer` are a
