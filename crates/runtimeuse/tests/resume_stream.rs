@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use resume_support::{durable_runtime, resume_client, seed};
 use runtimeuse_client::QueryOptions;
-use runtimeuse_testkit::{CutPlan, CutProxy};
+use runtimeuse_testkit::{CutPlan, CutProxy, Direction};
 
 const MESSAGES: usize = 10_000;
 
@@ -168,4 +168,48 @@ async fn a_session_of_several_requests_survives_cuts_between_and_during_them() {
     session.close().await.unwrap();
     let stats = proxy.stats();
     assert!(stats.connections >= 7, "{stats:?}");
+}
+
+/// Cuts counted in bytes from the client: each reconnection is cut at a random point of
+/// what the client sends (its upgrade request, re-sent frames, acks, the next request),
+/// so frames the client keeps for re-sending are tested too.
+#[tokio::test]
+async fn client_frames_cut_at_random_offsets_are_resent_and_applied_once() {
+    let seed = seed("client_frames");
+    let runtime = durable_runtime(60.0, 4 * 1024 * 1024, &[]);
+    let proxy = CutProxy::to_url(&runtime.url).await.unwrap();
+    let client = resume_client(&proxy.ws_url());
+    let session = client.session().await.unwrap();
+    // Reconnections only: the first connection is open already.
+    proxy.set_plan(Some(
+        CutPlan::random(seed, 1..=1_500)
+            .direction(Direction::ToTarget)
+            .times(12),
+    ));
+    for round in 0..6u32 {
+        proxy.cut();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let text = format!("round {round} of seed {seed}");
+        let echoed = session
+            .query(format!("ECHO:{text}"), collecting(&seen, None))
+            .await
+            .unwrap_or_else(|e| panic!("seed {seed} round {round}: {e:?}"));
+        assert_eq!(echoed.text(), Some(text.as_str()), "seed {seed}");
+        let streamed = session
+            .query("STREAM:300", collecting(&seen, None))
+            .await
+            .unwrap_or_else(|e| panic!("seed {seed} round {round}: {e:?}"));
+        assert_eq!(
+            streamed.text(),
+            Some("streamed 300 messages"),
+            "seed {seed}"
+        );
+        let expected: Vec<String> = (1..=300).map(|i| format!("message {i} of 300")).collect();
+        assert!(
+            *seen.lock().unwrap() == expected,
+            "seed {seed} round {round}"
+        );
+    }
+    session.close().await.unwrap();
+    assert!(proxy.cuts() >= 6, "seed {seed}: {:?}", proxy.stats());
 }
