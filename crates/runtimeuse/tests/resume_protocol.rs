@@ -211,8 +211,12 @@ async fn end_session_across_a_cut_is_confirmed_once_and_the_session_then_ends() 
     // Nothing follows the confirm but, perhaps, the runtime's close; a client closes
     // with 1000 after the confirm in any case.
     match peer.try_next(Duration::from_secs(2)).await {
-        None => peer.close_with(1000).await,
+        None => {
+            eprintln!("end_session: the runtime waited for the client's close after the ack");
+            peer.close_with(1000).await;
+        }
         Some(Frame::Closed(close)) => {
+            eprintln!("end_session: the runtime closed after the ack: {close:?}");
             if let Some((code, _)) = close {
                 assert_eq!(code, 1000);
             }
@@ -445,17 +449,6 @@ async fn a_client_close_with_1000_ends_a_durable_session_at_once() {
         "close 1000 ends the session and its work ({pid})"
     );
     let (mut peer, first) = DurablePeer::resume(&runtime.url, &opened.id, &opened.key, 0).await;
-    let Frame::Message(error) = &first else {
-        panic!("{first:?}")
-    };
-    // The contract names `ended` for a finished session; accept the reason it gives.
-    let reason = error["metadata"]["reason"]
-        .as_str()
-        .unwrap_or("")
-        .to_owned();
-    assert!(
-        ["ended", "unknown_session", "expired"].contains(&reason.as_str()),
-        "{error}"
-    );
-    assert_refused(&mut peer, first, &reason).await;
+    // A session its client ended is `ended`, as after an acknowledged confirm.
+    assert_refused(&mut peer, first, "ended").await;
 }
