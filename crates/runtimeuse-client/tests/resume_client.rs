@@ -441,3 +441,45 @@ fn resume_with_a_custom_transport_is_refused() {
         .unwrap_err();
     assert!(matches!(error, Error::InvalidOptions(_)), "{error:?}");
 }
+
+#[tokio::test]
+async fn a_refusal_while_a_session_is_idle_fails_the_next_call_with_the_reason() {
+    let fake = FakeRuntime::start(|mut conn| async move {
+        if !is_resume(&conn) {
+            conn.send(resumable(30_000)).await;
+            if recv_request(&mut conn).await.is_some() {
+                conn.send(numbered(text_result("first"), 1)).await;
+                conn.pause(300).await;
+                conn.hang_up();
+            }
+            return;
+        }
+        conn.send(refused("invalid_key")).await;
+        conn.close_with(1008, "invalid_key").await;
+    })
+    .await;
+    let session = resuming_client(&fake.url).session().await.unwrap();
+    let first = session
+        .query("p", options().timeout(CALL_LIMIT))
+        .await
+        .unwrap();
+    assert_eq!(first.text(), Some("first"));
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+
+    let error = session
+        .query("p", options().timeout(CALL_LIMIT))
+        .await
+        .unwrap_err();
+
+    match &error {
+        Error::ConnectionClosed { reason } => {
+            assert!(
+                reason.contains("refused") && reason.contains("invalid_key"),
+                "{reason}"
+            );
+        }
+        Error::Runtime { metadata, .. } => assert_eq!(metadata["error_name"], "ResumeRefused"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(fake.connections(), 2);
+}

@@ -22,7 +22,7 @@ use tracing::Instrument;
 use super::ack::AckPolicy;
 use super::backoff::Backoff;
 use super::seq::{Received, Sent, Verdict};
-use super::{Item, ResumableLink, Ticket, describe, ended, link_over};
+use super::{EndReason, Item, ResumableLink, Ticket, describe, ended, link_over};
 use crate::connection::{ConnectConfig, DialError, WsStream, dial};
 use crate::request_loop::sleep_until;
 use crate::url_mask::mask_url;
@@ -35,14 +35,15 @@ const CLOSE_LINGER: Duration = Duration::from_secs(2);
 
 /// Starts the driver of a new durable session over its first socket.
 pub(super) fn spawn(config: ConnectConfig, ticket: Ticket, ws: WsStream) -> ResumableLink {
-    link_over(|outbound, inbound, reconnects| {
+    link_over(|ends| {
         let driver = Driver {
             config,
             ticket,
             ws: Some(ws),
-            outbound,
-            inbound,
-            reconnects,
+            outbound: ends.outbound,
+            inbound: ends.inbound,
+            reconnects: ends.reconnects,
+            end: ends.end,
             sent: Sent::default(),
             received: Received::default(),
             ack: AckPolicy::default(),
@@ -90,6 +91,7 @@ struct Driver {
     /// Frames for the request loop.
     inbound: mpsc::Sender<Item>,
     reconnects: Arc<AtomicU64>,
+    end: EndReason,
     sent: Sent,
     received: Received,
     ack: AckPolicy,
@@ -499,6 +501,13 @@ impl Driver {
 
     /// Ends the link: what is pending, then `last` (a close frame or the reason).
     async fn end_link(&mut self, last: Item) {
+        self.end.set(match &last {
+            Ok(Message::Close(Some(frame))) => {
+                format!("the runtime closed the connection ({})", frame.code)
+            }
+            Ok(_) => "the runtime closed the connection".into(),
+            Err(e) => e.to_string(),
+        });
         if self.closing.is_none()
             && let Some(message) = self.pending.take()
         {

@@ -15,8 +15,8 @@ mod driver;
 mod seq;
 
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -48,6 +48,29 @@ pub(crate) struct ResumableLink {
     outbound: Option<mpsc::UnboundedSender<String>>,
     driver: Option<JoinHandle<()>>,
     reconnects: Arc<AtomicU64>,
+    /// Why the driver ended the link, once it did.
+    end: EndReason,
+}
+
+/// Why a link ended, shared by its driver (which sets it) and the link (which reports it
+/// to a sender that comes too late).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct EndReason(Arc<Mutex<Option<String>>>);
+
+impl EndReason {
+    fn set(&self, reason: String) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get_or_insert(reason);
+    }
+
+    fn get(&self) -> Option<String> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
 }
 
 impl ResumableLink {
@@ -58,7 +81,10 @@ impl ResumableLink {
         };
         match &self.outbound {
             Some(outbound) if outbound.send(text.as_str().to_owned()).is_ok() => Ok(()),
-            _ => Err(tungstenite::Error::ConnectionClosed),
+            _ => Err(match self.end.get() {
+                Some(reason) => ended(reason),
+                None => tungstenite::Error::ConnectionClosed,
+            }),
         }
     }
 
@@ -171,23 +197,32 @@ pub(crate) async fn open(config: &ConnectConfig) -> Result<ResumableLink, Error>
 }
 
 /// Starts the driver over an open socket and returns the link it serves.
-fn link_over(
-    spawn: impl FnOnce(
-        mpsc::UnboundedReceiver<String>,
-        mpsc::Sender<Item>,
-        Arc<AtomicU64>,
-    ) -> JoinHandle<()>,
-) -> ResumableLink {
+fn link_over(spawn: impl FnOnce(DriverEnds) -> JoinHandle<()>) -> ResumableLink {
     let (outbound_tx, outbound_rx) = mpsc::unbounded_channel();
     let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_BUFFER);
     let reconnects = Arc::new(AtomicU64::new(0));
-    let driver = spawn(outbound_rx, inbound_tx, Arc::clone(&reconnects));
+    let end = EndReason::default();
+    let driver = spawn(DriverEnds {
+        outbound: outbound_rx,
+        inbound: inbound_tx,
+        reconnects: Arc::clone(&reconnects),
+        end: end.clone(),
+    });
     ResumableLink {
         inbound: inbound_rx,
         outbound: Some(outbound_tx),
         driver: Some(driver),
         reconnects,
+        end,
     }
+}
+
+/// The driver's ends of a link.
+struct DriverEnds {
+    outbound: mpsc::UnboundedReceiver<String>,
+    inbound: mpsc::Sender<Item>,
+    reconnects: Arc<AtomicU64>,
+    end: EndReason,
 }
 
 /// The first text frame on `ws`, or why there is none.
