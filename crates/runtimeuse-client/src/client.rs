@@ -301,7 +301,10 @@ impl ClientBuilder {
     /// exponential backoff (100 ms doubling to 5 s, ±50%), for as long as the runtime's
     /// grace period (`grace_ms`) since the drop. The runtime replays what the client
     /// missed and the client re-sends what the runtime missed: callbacks and event streams
-    /// see every message once and in order, and the call goes on.
+    /// see every message once and in order, and the call goes on. A connection that dies
+    /// silently is noticed too: the client pings after 15 s without hearing from the
+    /// runtime and counts the connection as dropped after 45 s (time spent waiting for a
+    /// slow callback or stream consumer does not count).
     ///
     /// A call ends with [`Error::ConnectionClosed`] when the grace period passes without a
     /// resume or another connection took the session over (close 4001), and with

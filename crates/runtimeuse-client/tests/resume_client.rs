@@ -483,3 +483,37 @@ async fn a_refusal_while_a_session_is_idle_fails_the_next_call_with_the_reason()
     }
     assert_eq!(fake.connections(), 2);
 }
+
+/// A connection that dies without a word (no reset, no end: a peer that simply stopped)
+/// is noticed by the client's own liveness check (45 s of silence, pings meanwhile) and
+/// resumed. Slow by nature: it waits out the real limit.
+#[tokio::test]
+async fn a_silently_dead_connection_is_noticed_and_resumed() {
+    let fake = FakeRuntime::start(|mut conn| async move {
+        if !is_resume(&conn) {
+            conn.send(resumable(120_000)).await;
+            if recv_request(&mut conn).await.is_some() {
+                // Neither reads (no pong) nor writes, nor closes, for longer than the limit.
+                conn.pause(90_000).await;
+            }
+            return;
+        }
+        conn.send(resumed(1)).await;
+        conn.send(numbered(text_result("after the silence"), 1))
+            .await;
+        conn.drain().await;
+    })
+    .await;
+    let started = std::time::Instant::now();
+    let result = resuming_client(&fake.url)
+        .query("p", options().timeout(Duration::from_secs(85)))
+        .await
+        .unwrap();
+    assert_eq!(result.text(), Some("after the silence"));
+    assert_eq!(result.metadata["reconnects"], 1);
+    assert!(
+        started.elapsed() >= Duration::from_secs(44),
+        "{:?}",
+        started.elapsed()
+    );
+}

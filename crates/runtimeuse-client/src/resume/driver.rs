@@ -21,6 +21,7 @@ use tracing::Instrument;
 
 use super::ack::AckPolicy;
 use super::backoff::Backoff;
+use super::liveness::{Check, Liveness};
 use super::seq::{Received, Sent, Verdict};
 use super::{EndReason, Item, ResumableLink, Ticket, describe, ended, link_over};
 use crate::connection::{ConnectConfig, DialError, WsStream, dial};
@@ -52,6 +53,7 @@ pub(super) fn spawn(config: ConnectConfig, ticket: Ticket, ws: WsStream) -> Resu
             detached: None,
             backoff: Backoff::default(),
             closing: None,
+            liveness: Liveness::new(Instant::now()),
         };
         tokio::spawn(driver.run().in_current_span())
     })
@@ -103,6 +105,8 @@ struct Driver {
     backoff: Backoff,
     /// The request loop closed the link: finish by then.
     closing: Option<Instant>,
+    /// Pings a silent runtime, and notices a connection that died without a word.
+    liveness: Liveness,
 }
 
 impl Driver {
@@ -136,11 +140,16 @@ impl Driver {
                         if let Some(message) = self.pending.take() {
                             permit.send(Ok(message));
                         }
+                        // Reading starts again: the silence so far was ours.
+                        self.liveness.heard(Instant::now());
                         Flow::Go
                     }
                     Err(_) => self.begin_close(),
                 },
                 item = next_item(self.ws.as_mut()), if reading => self.on_item(item).await,
+                () = tokio::time::sleep_until(self.liveness.due()), if reading => {
+                    self.check_liveness().await
+                }
                 () = sleep_until(next_attempt), if !connected => self.attempt().await,
             };
             if let Flow::Stop = flow {
@@ -181,7 +190,28 @@ impl Driver {
         Flow::Go
     }
 
+    /// Pings a silent runtime; takes a connection silent for too long for dropped.
+    async fn check_liveness(&mut self) -> Flow {
+        match self.liveness.check(Instant::now()) {
+            Check::Ping => {
+                if let Some(ws) = self.ws.as_mut()
+                    && let Err(e) = ws.send(Message::Ping(Default::default())).await
+                {
+                    self.detach(format!("sending a ping failed: {e}"));
+                }
+            }
+            Check::Dead => self.detach(format!(
+                "nothing heard from the runtime for {:?}",
+                super::liveness::DEAD_AFTER
+            )),
+        }
+        Flow::Go
+    }
+
     async fn on_item(&mut self, item: Option<Result<Message, tungstenite::Error>>) -> Flow {
+        if let Some(Ok(_)) = &item {
+            self.liveness.heard(Instant::now());
+        }
         match item {
             Some(Ok(Message::Text(text))) => self.on_text(text).await,
             Some(Ok(message @ Message::Binary(_))) => {
@@ -470,6 +500,7 @@ impl Driver {
             written = ws.flush().await;
         }
         self.ws = Some(ws);
+        self.liveness.heard(Instant::now());
         if let Err(e) = written {
             self.detach(format!("re-sending after the resume failed: {e}"));
         }

@@ -12,6 +12,7 @@
 mod ack;
 mod backoff;
 mod driver;
+mod liveness;
 mod seq;
 
 use std::pin::Pin;
