@@ -268,10 +268,14 @@ pub(crate) struct Attachment {
     generation: u64,
     /// Fires when another connection takes the session over.
     pub taken_over: CancellationToken,
+    /// The connection's reader has stopped (cancelled here too when the connection ends,
+    /// in case its reader never ran).
+    reader_done: CancellationToken,
 }
 
 impl Drop for Attachment {
     fn drop(&mut self) {
+        self.reader_done.cancel();
         self.durable.detach(self.generation);
     }
 }
@@ -338,7 +342,7 @@ impl Durable {
         *self.lock_current() = Some(Attached {
             generation,
             taken_over: taken_over.clone(),
-            reader_done,
+            reader_done: reader_done.clone(),
         });
         self.attached.send_replace(true);
         self.count_detached(false);
@@ -346,6 +350,7 @@ impl Durable {
             durable: self.clone(),
             generation,
             taken_over,
+            reader_done,
         }
     }
 
