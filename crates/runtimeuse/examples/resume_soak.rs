@@ -365,6 +365,12 @@ async fn main() -> Result<()> {
     tokio::time::sleep(Duration::from_secs(3)).await;
     let rss_end = rss_kib(pid);
     let leftover_children = children(pid);
+    // Every session ended: none left in the runtime.
+    let health: serde_json::Value = reqwest::get(format!("http://{addr}/health"))
+        .await?
+        .json()
+        .await?;
+    let sessions_left = health["sessions"].as_u64().unwrap_or(u64::MAX);
     let _ = child.start_kill();
 
     let c = &ctx.counts;
@@ -395,10 +401,11 @@ async fn main() -> Result<()> {
         rss_end
     );
     println!("children left      {leftover_children}");
+    println!("sessions left      {sessions_left}");
     for error in ctx.errors.lock().unwrap().iter() {
         println!("  error: {error}");
     }
-    if failures > 0 || leftover_children > 0 {
+    if failures > 0 || leftover_children > 0 || sessions_left > 0 {
         println!("RESULT: FAIL");
         std::process::exit(1);
     }
