@@ -144,7 +144,12 @@ async fn a_session_of_several_requests_survives_cuts_between_and_during_them() {
     let session = client.session().await.unwrap();
     for round in 0..4 {
         if round % 2 == 1 {
-            // Between requests: the next call finds the link down.
+            // Between requests (once the link is back up, if a cut of the last round
+            // left it down): the next call finds the link down.
+            proxy
+                .wait_for(Duration::from_secs(30), |s| s.live > 0)
+                .await
+                .expect("a live connection to cut");
             proxy.cut();
         }
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -167,7 +172,8 @@ async fn a_session_of_several_requests_survives_cuts_between_and_during_them() {
     }
     session.close().await.unwrap();
     let stats = proxy.stats();
-    assert!(stats.connections >= 7, "{stats:?}");
+    // Six cuts; two may land on one connection still closing.
+    assert!(stats.connections >= 6, "{stats:?}");
 }
 
 /// Cuts counted in bytes from the client: each reconnection is cut at a random point of
