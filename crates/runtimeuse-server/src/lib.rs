@@ -21,6 +21,7 @@ pub mod agent;
 pub mod artifacts;
 pub mod command;
 pub mod download;
+pub mod http_client;
 mod listener;
 pub mod logging;
 pub mod metrics;

@@ -21,6 +21,7 @@ use tracing::{Instrument, debug, error_span, info, info_span, warn};
 use crate::agent::Agent;
 use crate::artifacts::{ArtifactOptions, Artifacts};
 use crate::command::CommandOptions;
+use crate::http_client::HttpClient;
 use crate::logging::add_span_secrets;
 use crate::metrics::{RequestKind, SessionGuard, request_finished};
 use crate::outbox::{DEFAULT_OUTBOX_CAPACITY, Outbox};
@@ -47,8 +48,8 @@ pub struct SessionConfig {
     pub heartbeat_interval: Duration,
     /// How long a cancelled agent may take to stop before it is dropped.
     pub agent_cancel_grace: Duration,
-    /// HTTP client for downloads and uploads.
-    pub http: reqwest::Client,
+    /// HTTP client for downloads and uploads, built on first use.
+    pub http: HttpClient,
     /// Frames queued for the socket before producers wait.
     pub outbox_capacity: usize,
     /// Largest encoded `command_execution_result_message`; captured stdout is cut to fit
@@ -87,13 +88,10 @@ impl SessionConfig {
     }
 }
 
-/// The HTTP client used for downloads and uploads.
-pub fn default_http_client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(30))
-        .user_agent(concat!("runtimeuse/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .unwrap_or_default()
+/// The HTTP client used for downloads and uploads: the runtime's, built on first use
+/// (see [`crate::http_client`]).
+pub fn default_http_client() -> HttpClient {
+    HttpClient::default()
 }
 
 /// How a session ended.

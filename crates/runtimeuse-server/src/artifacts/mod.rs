@@ -46,6 +46,7 @@ use tracing::{debug, warn};
 use self::ignore_rules::Root;
 use self::scan::{Signature, file_signature, walk_files};
 use self::shared::Shared;
+use crate::http_client::HttpClient;
 use crate::outbox::Outbox;
 use crate::upload::RetryPolicy;
 
@@ -149,10 +150,10 @@ impl std::fmt::Debug for Artifacts {
 
 impl Artifacts {
     /// A manager that announces files through `outbox` and uploads them with `http`.
-    pub fn new(outbox: Outbox, http: reqwest::Client, options: ArtifactOptions) -> Self {
+    pub fn new(outbox: Outbox, http: impl Into<HttpClient>, options: ArtifactOptions) -> Self {
         Self {
             inner: Arc::new(Inner {
-                shared: Arc::new(Shared::new(outbox, http, options)),
+                shared: Arc::new(Shared::new(outbox, http.into(), options)),
                 running: Mutex::new(None),
             }),
         }

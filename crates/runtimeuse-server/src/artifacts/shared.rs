@@ -17,12 +17,13 @@ use tracing::debug;
 use super::ArtifactOptions;
 use super::ignore_rules::Roots;
 use super::scan::{Signature, file_signature};
+use crate::http_client::HttpClient;
 use crate::outbox::Outbox;
 
 /// Everything the background tasks of one session's artifact manager share.
 pub(super) struct Shared {
     pub(super) outbox: Outbox,
-    pub(super) http: reqwest::Client,
+    pub(super) http: HttpClient,
     pub(super) options: ArtifactOptions,
     /// Limits the session's concurrent uploads to `options.max_concurrent_uploads`.
     pub(super) upload_slots: Arc<Semaphore>,
@@ -90,7 +91,7 @@ impl State {
 }
 
 impl Shared {
-    pub(super) fn new(outbox: Outbox, http: reqwest::Client, options: ArtifactOptions) -> Self {
+    pub(super) fn new(outbox: Outbox, http: HttpClient, options: ArtifactOptions) -> Self {
         let slots = options
             .max_concurrent_uploads
             .clamp(1, Semaphore::MAX_PERMITS);
