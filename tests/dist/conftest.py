@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import signal
+import struct
 import subprocess
 import tempfile
 import threading
@@ -55,8 +56,40 @@ def installed_binary(wheel, tmp_path_factory) -> Path:
     return binary
 
 
+class Elf:
+    """What the ELF header and program headers of a 64-bit little-endian binary say."""
+
+    EM_X86_64 = 62
+    EM_AARCH64 = 183
+    PT_INTERP = 3
+
+    def __init__(self, path: Path):
+        data = path.read_bytes()
+        assert data[:4] == b"\x7fELF", f"{path} is not an ELF file"
+        assert data[4] == 2 and data[5] == 1, f"{path} is not a 64-bit little-endian ELF"
+        self.type, self.machine = struct.unpack_from("<HH", data, 16)
+        phoff, = struct.unpack_from("<Q", data, 32)
+        phentsize, phnum = struct.unpack_from("<HH", data, 54)
+        self.interpreter: str | None = None
+        for i in range(phnum):
+            base = phoff + i * phentsize
+            kind, = struct.unpack_from("<I", data, base)
+            if kind == self.PT_INTERP:
+                offset, = struct.unpack_from("<Q", data, base + 8)
+                size, = struct.unpack_from("<Q", data, base + 32)
+                self.interpreter = data[offset:offset + size].rstrip(b"\0").decode()
+
+    @property
+    def is_static(self) -> bool:
+        """No program interpreter: the kernel runs it with no loader and no C library."""
+        return self.interpreter is None
+
+
 def needed_libraries(binary: Path) -> list[str]:
-    """Absolute paths of the shared objects the binary loads (its interpreter included)."""
+    """Absolute paths of the shared objects the binary loads (its interpreter included);
+    none for a static binary."""
+    if Elf(binary).is_static:
+        return []
     out = subprocess.run(["ldd", str(binary)], capture_output=True, text=True, check=True).stdout
     paths = set()
     for line in out.splitlines():
