@@ -6,7 +6,9 @@
 //! failures and the runtime's RSS.
 //!
 //! `resume_soak <runtimeuse binary>`; environment: `RESUME_SOAK_SECS` (default 120),
-//! `RESUME_SOAK_SESSIONS` (default 50), `RESUME_SOAK_CUT_SECS` (mean seconds between the
+//! `RESUME_SOAK_SESSIONS` (default 50), `RESUME_SOAK_ROUNDS` (default 1: the workload
+//! repeated on the same runtime, RSS printed after each round, to tell a leak from
+//! allocator retention), `RESUME_SOAK_CUT_SECS` (mean seconds between the
 //! cuts of one session, default 3), `RESUME_SOAK_BUFFER` (the runtime's
 //! `--resume-buffer`, default 8 MiB), `RESUME_SOAK_SEED` (cut timing and workload; default
 //! from the clock, printed). Exits 1 when a request failed or its result was wrong.
@@ -288,6 +290,7 @@ async fn main() -> Result<()> {
         .context("usage: resume_soak <runtimeuse binary>")?;
     let secs: u64 = env_or("RESUME_SOAK_SECS", 120);
     let sessions: usize = env_or("RESUME_SOAK_SESSIONS", 50);
+    let rounds: usize = env_or("RESUME_SOAK_ROUNDS", 1);
     let cut_secs: f64 = env_or("RESUME_SOAK_CUT_SECS", 3.0);
     let buffer: u64 = env_or("RESUME_SOAK_BUFFER", 8 * 1024 * 1024);
     let seed: u64 = env_or(
@@ -297,7 +300,7 @@ async fn main() -> Result<()> {
             .map_or(1, |d| d.as_nanos() as u64),
     );
     println!(
-        "resume soak: {sessions} durable sessions for {secs} s, a cut every ~{cut_secs} s each, \
+        "resume soak: {rounds} round(s) of {sessions} durable sessions for {secs} s, a cut every ~{cut_secs} s each, \
          --resume-buffer {buffer}, RESUME_SOAK_SEED={seed}"
     );
 
@@ -342,27 +345,41 @@ async fn main() -> Result<()> {
     };
 
     let started = Instant::now();
-    let deadline = started + Duration::from_secs(secs);
-    let workers: Vec<_> = (0..sessions)
-        .map(|w| tokio::spawn(worker(Arc::clone(&ctx), addr, w, seed, deadline, cut_secs)))
-        .collect();
     let (mut cuts, mut connections, mut refused) = (0, 0, 0);
-    for (w, handle) in workers.into_iter().enumerate() {
-        match handle.await {
-            Ok(Ok(proxy)) => {
-                let stats = proxy.stats();
-                cuts += stats.cuts;
-                connections += stats.connections;
-                refused += stats.refused;
+    for round in 0..rounds {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        let workers: Vec<_> = (0..sessions)
+            .map(|w| {
+                // Distinct per round: file names and generator streams.
+                let id = round * sessions + w;
+                tokio::spawn(worker(Arc::clone(&ctx), addr, id, seed, deadline, cut_secs))
+            })
+            .collect();
+        for (w, handle) in workers.into_iter().enumerate() {
+            match handle.await {
+                Ok(Ok(proxy)) => {
+                    let stats = proxy.stats();
+                    cuts += stats.cuts;
+                    connections += stats.connections;
+                    refused += stats.refused;
+                }
+                Ok(Err(e)) => ctx.fail(format!("round {round} worker {w}: {e:#}")),
+                Err(e) => ctx.fail(format!("round {round} worker {w} panicked: {e}")),
             }
-            Ok(Err(e)) => ctx.fail(format!("worker {w}: {e:#}")),
-            Err(e) => ctx.fail(format!("worker {w} panicked: {e}")),
+        }
+        // Let the runtime finish ending the sessions (trees killed, uploads drained).
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        if rounds > 1 {
+            println!(
+                "round {}: runtime RSS {} KiB, {} requests so far",
+                round + 1,
+                rss_kib(pid),
+                ctx.counts.requests.load(Ordering::SeqCst)
+            );
         }
     }
     let elapsed = started.elapsed();
     sampler.abort();
-    // Let the runtime finish ending the sessions (trees killed, uploads drained).
-    tokio::time::sleep(Duration::from_secs(3)).await;
     let rss_end = rss_kib(pid);
     let leftover_children = children(pid);
     // Every session ended: none left in the runtime.
