@@ -117,7 +117,7 @@ async fn a_mixed_case_secret_host_is_redacted_from_a_download_error() {
         )
         .build()
         .unwrap();
-    let runtime = start_runtime(move |c| c.session.http = http).await;
+    let runtime = start_runtime(move |c| c.session.http = http.into()).await;
     let mut peer = Peer::connect(&runtime.ws_url()).await;
     let dir = tempfile::tempdir().unwrap();
     let mut request = with_secrets(command_execution(&["true"]), &["Secret-Host.test"]);
