@@ -142,3 +142,23 @@ def test_aarch64_binary_runs_under_qemu_and_answers_health(start):
     with urllib.request.urlopen(f"http://127.0.0.1:{runtime.port}/health", timeout=60) as reply:
         health = json.load(reply)
     assert health["status"] == "ok" and health["agent"] == "echo", health
+
+
+def test_every_release_target_has_packaging_rules_and_an_npm_package():
+    """Cheap, always run: each target the release workflow builds has a rule in
+    scripts/dist, and its npm package is an optional dependency of runtimeuse-rs that
+    the launcher looks for."""
+    root = Path(__file__).resolve().parents[2]
+    workflow = (root / ".github" / "workflows" / "release.yml").read_text()
+    targets = {t for line in re.findall(r"^\s+targets: (.+)$", workflow, re.M) for t in line.split()}
+    assert MUSL in targets and AARCH64 in targets, targets
+    rules = dict(re.findall(r"^\s+([a-z0-9_]+-[a-z0-9_-]+)\) compat=\S* (?:zig=\(\) )?npm=\(([^)]*)\)",
+                            (root / "scripts" / "dist").read_text(), re.M))
+    manifest = json.loads((root / "npm" / "runtimeuse-rs" / "package.json").read_text())
+    launcher = (root / "npm" / "runtimeuse-rs" / "bin" / "runtimeuse.js").read_text()
+    for target in sorted(targets):
+        assert target in rules, f"scripts/dist has no packaging rule for {target}"
+        os_name, cpu, libc = rules[target].split()
+        package = f"runtimeuse-rs-{os_name}-{cpu}" + ("-musl" if libc == "musl" else "")
+        assert package in manifest["optionalDependencies"], package
+        assert f'"{package}"' in launcher, f"the launcher never looks for {package}"
