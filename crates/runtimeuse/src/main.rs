@@ -43,15 +43,13 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    // Boxed: the future (every start-up setting of the server) lives on the heap instead
-    // of being moved around the main thread's stack, whose touched pages stay resident.
-    let result = runtime.block_on(Box::pin(async move {
+    let result = runtime.block_on(async move {
         match cli.command {
             None => serve::run(cli.serve, serve_token).await,
             Some(cli::Command::Query(args)) => remote::query(args).await,
             Some(cli::Command::Exec(args)) => remote::exec(args).await,
         }
-    }));
+    });
     drop(runtime);
     match result {
         Ok(code) => code,
