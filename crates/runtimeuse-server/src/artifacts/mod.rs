@@ -36,7 +36,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use notify::{RecommendedWatcher, RecursiveMode, Watcher as _};
+use notify::{RecommendedWatcher, Watcher as _};
 use runtimeuse_protocol::ArtifactUploadResponse;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -264,9 +264,8 @@ impl Artifacts {
         let Some(running) = running.as_mut() else {
             return Err(watch_error("watcher unavailable".into()));
         };
-        running
-            .watcher
-            .watch(path, RecursiveMode::Recursive)
+        let watcher = &mut running.watcher;
+        watch::watch_tree(path, &mut |dir, mode| watcher.watch(dir, mode))
             .map_err(|e| watch_error(e.to_string()))
     }
 

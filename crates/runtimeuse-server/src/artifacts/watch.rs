@@ -5,12 +5,12 @@
 //! and when the channel is full we raise [`Overflow`] instead, which makes the consumer
 //! rescan every directory (the same answer as a kernel queue overflow).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RenameMode};
-use notify::{Event, EventKind, RecommendedWatcher};
+use notify::{ErrorKind, Event, EventKind, RecommendedWatcher, RecursiveMode};
 use tokio::sync::{Notify, mpsc};
 use tracing::warn;
 
@@ -153,4 +153,138 @@ fn translate(event: Event) -> Vec<FsEvent> {
         EventKind::Create(_) | EventKind::Any | EventKind::Other => FsEvent::Arrived,
     };
     event.paths.into_iter().map(per_path).collect()
+}
+
+/// Directories left out when a tree including them is watched: virtual file systems,
+/// whose files are not artifacts (and parts of which refuse to be watched).
+const VIRTUAL_DIRS: [&str; 3] = ["/proc", "/sys", "/dev"];
+
+/// Watches `root` and everything below it with `watch`. A directory inside that cannot be
+/// watched (unreadable, say `/proc/1/fdinfo` of another user) is left out, with a warning,
+/// instead of failing the whole tree: its parent is watched on its own and each sibling
+/// subtree separately. Only `root` itself failing, or the OS's watch limit, is an error.
+/// New directories later created directly in such a split parent are not watched.
+pub(super) fn watch_tree(
+    root: &Path,
+    watch: &mut dyn FnMut(&Path, RecursiveMode) -> notify::Result<()>,
+) -> notify::Result<()> {
+    watch_subtree(root, watch)
+}
+
+fn watch_subtree(
+    dir: &Path,
+    watch: &mut dyn FnMut(&Path, RecursiveMode) -> notify::Result<()>,
+) -> notify::Result<()> {
+    let whole = if contains_virtual(dir) {
+        None
+    } else {
+        Some(watch(dir, RecursiveMode::Recursive))
+    };
+    match whole {
+        Some(Ok(())) => return Ok(()),
+        Some(Err(e)) if matches!(e.kind, ErrorKind::MaxFilesWatch) => return Err(e),
+        Some(Err(e)) => {
+            tracing::debug!(dir = %dir.display(), error = %e, "watching the tree failed; splitting it")
+        }
+        None => {}
+    }
+    watch(dir, RecursiveMode::NonRecursive)?;
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        let path = entry.path();
+        if !is_dir || VIRTUAL_DIRS.iter().any(|v| path == Path::new(v)) {
+            continue;
+        }
+        match watch_subtree(&path, watch) {
+            Ok(()) => {}
+            Err(e) if matches!(e.kind, ErrorKind::MaxFilesWatch) => return Err(e),
+            Err(e) => {
+                warn!(dir = %path.display(), error = %e, "artifact directory cannot be watched; left out")
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Whether a virtual file system lies at or below `dir`'s top (only `/` holds them).
+fn contains_virtual(dir: &Path) -> bool {
+    dir == Path::new("/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unwatchable_directory_is_left_out_and_the_rest_is_watched() {
+        let root = tempfile::tempdir().unwrap();
+        for dir in ["a/deep/locked/inner", "a/deep/fine", "b/c"] {
+            std::fs::create_dir_all(root.path().join(dir)).unwrap();
+        }
+        let locked = root.path().join("a/deep/locked");
+        let mut calls: Vec<(PathBuf, bool)> = Vec::new();
+        let mut watch = |path: &Path, mode: RecursiveMode| {
+            calls.push((path.to_owned(), mode == RecursiveMode::Recursive));
+            let blocked = path.starts_with(&locked);
+            let covers_locked = mode == RecursiveMode::Recursive && locked.starts_with(path);
+            if blocked || covers_locked {
+                Err(notify::Error::io(std::io::Error::from(
+                    std::io::ErrorKind::PermissionDenied,
+                )))
+            } else {
+                Ok(())
+            }
+        };
+        watch_tree(root.path(), &mut watch).unwrap();
+        let recursive: Vec<PathBuf> = calls
+            .iter()
+            .filter(|(_, rec)| *rec)
+            .map(|(p, _)| p.strip_prefix(root.path()).unwrap().to_owned())
+            .collect();
+        assert!(recursive.contains(&PathBuf::from("b")), "{calls:?}");
+        assert!(
+            recursive.contains(&PathBuf::from("a/deep/fine")),
+            "{calls:?}"
+        );
+        assert!(
+            !calls
+                .iter()
+                .any(|(p, _)| p.starts_with(locked.join("inner"))),
+            "nothing below the unwatchable directory is tried: {calls:?}"
+        );
+    }
+
+    #[test]
+    fn the_watch_limit_and_an_unwatchable_root_are_errors() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("x")).unwrap();
+        let mut limit =
+            |_: &Path, _: RecursiveMode| Err(notify::Error::new(ErrorKind::MaxFilesWatch));
+        assert!(watch_tree(root.path(), &mut limit).is_err());
+        let mut denied = |_: &Path, _: RecursiveMode| {
+            Err(notify::Error::io(std::io::Error::from(
+                std::io::ErrorKind::PermissionDenied,
+            )))
+        };
+        assert!(watch_tree(root.path(), &mut denied).is_err());
+    }
+
+    #[test]
+    fn virtual_file_systems_under_the_root_are_never_watched() {
+        let mut calls: Vec<PathBuf> = Vec::new();
+        let mut watch = |path: &Path, mode: RecursiveMode| {
+            if mode == RecursiveMode::Recursive {
+                calls.push(path.to_owned());
+            }
+            Ok(())
+        };
+        watch_tree(Path::new("/"), &mut watch).unwrap();
+        for virtual_dir in VIRTUAL_DIRS {
+            assert!(!calls.contains(&PathBuf::from(virtual_dir)), "{calls:?}");
+        }
+        assert!(calls.iter().all(|p| p != Path::new("/")), "{calls:?}");
+    }
 }
