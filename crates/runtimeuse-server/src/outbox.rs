@@ -58,6 +58,7 @@ impl Presence {
 #[derive(Debug)]
 pub struct OutboxReceiver {
     rx: mpsc::Receiver<String>,
+    presence: Presence,
 }
 
 impl OutboxReceiver {
@@ -71,9 +72,12 @@ impl OutboxReceiver {
         self.rx.try_recv().ok()
     }
 
-    /// Stops accepting frames; pending senders see [`OutboxClosed`].
+    /// Stops accepting frames; pending senders see [`OutboxClosed`]. Nobody will read
+    /// for the client anymore, so its [`Presence`] departs too (a durable session's
+    /// detached client keeps its receiver open: it is not gone).
     pub fn close(&mut self) {
         self.rx.close();
+        self.presence.depart();
     }
 }
 
@@ -81,13 +85,14 @@ impl Outbox {
     /// A new outbox holding at most `capacity` frames.
     pub fn channel(capacity: usize) -> (Outbox, OutboxReceiver) {
         let (tx, rx) = mpsc::channel(capacity.max(1));
+        let presence = Presence::default();
         (
             Outbox {
                 tx,
                 redactor: Arc::new(RwLock::new(Redactor::default())),
-                presence: Presence::default(),
+                presence: presence.clone(),
             },
-            OutboxReceiver { rx },
+            OutboxReceiver { rx, presence },
         )
     }
 

@@ -35,7 +35,7 @@ use tracing::{debug, info, warn};
 
 use runtimeuse_protocol::resume::{CLOSE_TAKEN_OVER, frame_seq};
 
-use crate::outbox::{Outbox, OutboxReceiver, Presence};
+use crate::outbox::{Outbox, OutboxReceiver};
 use crate::resume::registry::{Attachment, Durable, Registry};
 use crate::resume::replay::{Cursor, Next, Replay};
 use crate::session::{Session, SessionConfig};
@@ -131,10 +131,7 @@ enum Intake {
 /// Where a connection's outgoing frames come from.
 enum Feed {
     /// The session's outbox (a plain session); the client leaving when the writer stops.
-    Direct {
-        outbox: OutboxReceiver,
-        presence: Presence,
-    },
+    Direct(OutboxReceiver),
     /// A durable session's replay buffer, after the extension's first frame (the
     /// [`greeting`](Feed::greeting)).
     Replay {
@@ -148,7 +145,7 @@ impl Feed {
     /// The next frame; `None` once the session sent its last one.
     async fn recv(&mut self) -> Option<Utf8Bytes> {
         match self {
-            Feed::Direct { outbox, .. } => outbox.recv().await.map(Utf8Bytes::from),
+            Feed::Direct(outbox) => outbox.recv().await.map(Utf8Bytes::from),
             Feed::Replay { replay, cursor, .. } => replay.next(cursor).await,
         }
     }
@@ -156,7 +153,7 @@ impl Feed {
     /// A frame that is there now.
     fn try_recv(&mut self) -> Option<Utf8Bytes> {
         match self {
-            Feed::Direct { outbox, .. } => outbox.try_recv().map(Utf8Bytes::from),
+            Feed::Direct(outbox) => outbox.try_recv().map(Utf8Bytes::from),
             Feed::Replay { replay, cursor, .. } => match replay.try_next(cursor) {
                 Next::Frame(frame) => Some(frame),
                 Next::End | Next::Wait => None,
@@ -167,7 +164,7 @@ impl Feed {
     /// The extension's first frame of a durable connection, once.
     fn greeting(&mut self) -> Option<Utf8Bytes> {
         match self {
-            Feed::Direct { .. } => None,
+            Feed::Direct(_) => None,
             Feed::Replay { first, .. } => first.take().map(Utf8Bytes::from),
         }
     }
@@ -175,9 +172,8 @@ impl Feed {
     /// The writer stopped. A plain session's client is gone with it; a durable session
     /// only loses this connection.
     fn stop(&mut self) {
-        if let Feed::Direct { outbox, presence } = self {
+        if let Feed::Direct(outbox) = self {
             outbox.close();
-            presence.depart();
         }
     }
 
@@ -263,10 +259,7 @@ impl SocketBridge {
         let (outbox, outbox_rx) = Outbox::channel(self.session.outbox_capacity);
         let (inbound_tx, inbound_rx) = mpsc::channel::<String>(16);
         let shared = Shared::new(signals.hard_stop, signals.traffic);
-        let feed = Feed::Direct {
-            outbox: outbox_rx,
-            presence: outbox.presence().clone(),
-        };
+        let feed = Feed::Direct(outbox_rx);
         let bridge = Bridge::start(
             ws,
             feed,
