@@ -3,11 +3,10 @@
 //! time) and a second session keep answering. Before the walk left the async workers, the
 //! runtime froze for the length of the walk (seconds; 6–16 s were seen).
 
+mod binary;
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -26,54 +25,6 @@ const REQUEST_GUARD: Duration = Duration::from_secs(180);
 
 /// Pause between two probes of the same kind.
 const PROBE_EVERY: Duration = Duration::from_millis(100);
-
-/// The runtime binary on a free port; killed on drop.
-struct Runtime {
-    child: Child,
-    // Kept open: the runtime may write more lines.
-    _stdout: BufReader<ChildStdout>,
-    addr: SocketAddr,
-}
-
-impl Runtime {
-    fn start() -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_runtimeuse"))
-            .args(["--agent", "echo", "--host", "127.0.0.1", "--port", "0"])
-            .args(["--artifact-grace", "0.2"])
-            .env_remove("RUNTIMEUSE_TOKEN")
-            .env_remove("RUNTIMEUSE_TOKEN_FILE")
-            .env_remove("OPENAI_API_KEY")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn runtimeuse");
-        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
-        let mut line = String::new();
-        stdout.read_line(&mut line).expect("read the start-up line");
-        let addr = line
-            .trim()
-            .strip_prefix("runtimeuse listening on ws://")
-            .unwrap_or_else(|| panic!("unexpected start-up line {line:?}"))
-            .parse()
-            .expect("address");
-        Self {
-            child,
-            _stdout: stdout,
-            addr,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("ws://{}/", self.addr)
-    }
-}
-
-impl Drop for Runtime {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// One timed answer: when the probe started and how long it took (`None`: no valid answer
 /// within the guard).
@@ -159,14 +110,23 @@ fn check(kind: &str, probes: &[Probe], window: (Instant, Instant)) -> (usize, Du
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watching_the_root_directory_stalls_neither_health_nor_another_session() {
-    let runtime = Runtime::start();
+    let runtime = binary::Runtime::start(
+        &["--artifact-grace", "0.2"],
+        std::iter::empty::<(&str, &str)>(),
+    );
+    let url = format!("{}/", runtime.url);
+    let addr: SocketAddr = runtime
+        .url
+        .trim_start_matches("ws://")
+        .parse()
+        .expect("runtime address");
     let stop = Arc::new(AtomicBool::new(false));
-    let health_probes = tokio::spawn(probe_health(runtime.addr, stop.clone()));
-    let session_probes = tokio::spawn(probe_session(runtime.url(), stop.clone()));
+    let health_probes = tokio::spawn(probe_health(addr, stop.clone()));
+    let session_probes = tokio::spawn(probe_session(url.clone(), stop.clone()));
     // Both probes are running before the walk starts.
     tokio::time::sleep(Duration::from_millis(500)).await;
 
-    let mut root_session = Peer::connect(&runtime.url()).await;
+    let mut root_session = Peer::connect(&url).await;
     let mut request = invocation("watching /");
     request["artifacts_dirs"] = serde_json::json!(["/"]);
     let sent = Instant::now();
