@@ -2,6 +2,12 @@
 //! inbound channel, a writer draining its outbox, and a watchdog that notices a dead
 //! client.
 //!
+//! - **Durable sessions** (the resume extension): the writer reads the session's replay
+//!   buffer from the client's last `seq` on, after a greeting frame
+//!   (`session_resumable_message` or `session_resumed_message`); the reader takes acks
+//!   and hands each client `seq` to the session once. The connection ending only detaches
+//!   the session (see [`crate::resume`]); a takeover closes it with 4001.
+//!
 //! - **Dead client**: gone when, for [`MISSED_PINGS`] ping intervals in a row, it sent
 //!   nothing (no frame, no pong), took no frame of output and none of the bytes waiting
 //!   for it in a full socket (see [`Traffic`]). A client reading slowly takes bytes, so it stays; intervals are counted
