@@ -2,9 +2,9 @@
 //! connection for a grace period, numbers its frames, keeps what it sent until the client
 //! acknowledges it, and replays it to the connection that resumes it.
 //!
-//! - [`params`]: what a connection asks for at the upgrade (plain, durable, resume).
-//! - [`replay`]: the bounded buffer of sent frames.
-//! - [`registry`]: durable sessions by id, attaching and detaching connections, expiry.
+//! - `params`: what a connection asks for at the upgrade (plain, durable, resume).
+//! - `replay`: the bounded buffer of sent frames.
+//! - `registry`: durable sessions by id, attaching and detaching connections, expiry.
 //!
 //! The socket side (sequence numbers in, acks, the replaying writer) is in
 //! `crate::socket`.
