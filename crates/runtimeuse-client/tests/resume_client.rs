@@ -51,6 +51,28 @@ async fn recv_request(conn: &mut FakeConn) -> Option<Value> {
     }
 }
 
+/// A runtime that opens a durable session, answers the first request with `frame`, hangs
+/// up `pause_ms` later, and refuses every resume with `reason` (error frame, close 1008).
+async fn refusing_resumes(frame: Value, pause_ms: u64, reason: &'static str) -> FakeRuntime {
+    FakeRuntime::start(move |mut conn| {
+        let frame = frame.clone();
+        async move {
+            if !is_resume(&conn) {
+                conn.send(resumable(30_000)).await;
+                if recv_request(&mut conn).await.is_some() {
+                    conn.send(numbered(frame, 1)).await;
+                    conn.pause(pause_ms).await;
+                    conn.hang_up();
+                }
+                return;
+            }
+            conn.send(refused(reason)).await;
+            conn.close_with(1008, reason).await;
+        }
+    })
+    .await
+}
+
 fn resuming_client(url: &str) -> RuntimeUseClient {
     RuntimeUseClient::builder(url).resume(true).build().unwrap()
 }
@@ -209,20 +231,7 @@ async fn frames_are_acknowledged_without_waiting_for_the_end() {
 
 #[tokio::test]
 async fn a_refused_resume_ends_the_call_with_resume_refused() {
-    let fake = FakeRuntime::start(|mut conn| async move {
-        if !is_resume(&conn) {
-            conn.send(resumable(30_000)).await;
-            if recv_request(&mut conn).await.is_some() {
-                conn.send(numbered(assistant("a"), 1)).await;
-                conn.pause(200).await;
-                conn.hang_up();
-            }
-            return;
-        }
-        conn.send(refused("expired")).await;
-        conn.close_with(1008, "expired").await;
-    })
-    .await;
+    let fake = refusing_resumes(assistant("a"), 200, "expired").await;
     let client = resuming_client(&fake.url);
 
     let error = client
@@ -444,20 +453,7 @@ fn resume_with_a_custom_transport_is_refused() {
 
 #[tokio::test]
 async fn a_refusal_while_a_session_is_idle_fails_the_next_call_with_the_reason() {
-    let fake = FakeRuntime::start(|mut conn| async move {
-        if !is_resume(&conn) {
-            conn.send(resumable(30_000)).await;
-            if recv_request(&mut conn).await.is_some() {
-                conn.send(numbered(text_result("first"), 1)).await;
-                conn.pause(300).await;
-                conn.hang_up();
-            }
-            return;
-        }
-        conn.send(refused("invalid_key")).await;
-        conn.close_with(1008, "invalid_key").await;
-    })
-    .await;
+    let fake = refusing_resumes(text_result("first"), 300, "invalid_key").await;
     let session = resuming_client(&fake.url).session().await.unwrap();
     let first = session
         .query("p", options().timeout(CALL_LIMIT))
