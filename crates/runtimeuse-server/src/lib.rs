@@ -24,6 +24,7 @@ pub mod download;
 pub mod http_client;
 mod listener;
 pub mod logging;
+mod memory;
 pub mod metrics;
 pub mod outbox;
 pub mod process;

@@ -162,6 +162,7 @@ impl Session {
             let end = self.serve(&mut inbound, &shutdown).await;
             self.finish(end, &mut inbound).await;
             info!(?end, "session ended");
+            crate::memory::session_ended();
             end
         }
         .instrument(span)

@@ -8,10 +8,10 @@
 //! - `SOAK_SECS` (default 40): length of one round;
 //! - `SOAK_CONNECTIONS` (default 200): connections open at once;
 //! - `SOAK_ROUNDS` (default 3): rounds on the same runtime process; RSS is taken after
-//!   each, and a leak is growth from round to round (allocator retention is flat after
-//!   the first round);
-//! - `SOAK_MALLOC` (default `glibc,tuned`): the allocator settings to soak, one runtime
-//!   process each: `glibc` (as found) and `tuned` (`MALLOC_ARENA_MAX=2`,
+//!   each, and must be back within [`NEAR_START_KIB`] of the start and not grow from
+//!   round to round;
+//! - `SOAK_MALLOC` (default `glibc`): the allocator settings to soak, one runtime process
+//!   each: `glibc` (its defaults) and `tuned` (`MALLOC_ARENA_MAX=2`,
 //!   `MALLOC_TRIM_THRESHOLD_=131072`);
 //! - `SOAK_CONNECT_AT_ONCE` (default 32): most WebSocket handshakes in flight at once;
 //! - `SOAK_MAX_SESSIONS` (default 4 x `SOAK_CONNECTIONS`): the runtime's `--max-sessions`.
@@ -20,10 +20,9 @@
 //!   reconnects (1013, or a broken pipe when the client was already sending) at 200
 //!   connections. The peak of `runtimeuse_sessions_open` (from `/metrics`) is reported.
 //!
-//! After each round, when `gdb` is installed, `malloc_trim(0)` is called in the runtime
-//! through it and RSS taken again: what a trim after sessions end would give back, and
-//! close to the live heap, so the round-to-round leak check uses it (without gdb it uses
-//! the untrimmed figures, with a wider margin).
+//! The runtime gives the memory that ended sessions freed back to the OS a second after
+//! sessions stop ending (runtimeuse-server's `memory` module); RSS is taken once
+//! descriptors and threads have settled, at least [`SETTLE_MIN`] after the round.
 //! Exits 1 when a leak or a failed scenario is found.
 
 use std::collections::BTreeMap;
@@ -47,6 +46,10 @@ const SETTLE_MAX: Duration = Duration::from_secs(20);
 const SETTLE_MIN: Duration = Duration::from_secs(3);
 /// Descriptors or threads above the start that still count as "back at the start".
 const SLACK: u64 = 4;
+/// RSS above the start that still counts as "back near the start" after a round: what
+/// lives as long as the process (grown maps, the allocator's bookkeeping, pages that
+/// still hold a live object among freed ones).
+const NEAR_START_KIB: u64 = 16 * 1024;
 /// The runtime's log filter: info, plus the accept loop's debug lines (evictions, HTTP
 /// deadlines), which the report counts.
 const RUNTIME_LOG: &str = "info,runtimeuse_server::listener=debug";
@@ -371,7 +374,7 @@ impl Settings {
         let binary = std::env::args()
             .nth(1)
             .context("usage: soak <runtimeuse binary>")?;
-        let wanted = std::env::var("SOAK_MALLOC").unwrap_or_else(|_| "glibc,tuned".to_owned());
+        let wanted = std::env::var("SOAK_MALLOC").unwrap_or_else(|_| "glibc".to_owned());
         let variants = wanted
             .split(',')
             .map(|name| {
@@ -427,21 +430,6 @@ async fn settle(pid: u32, start: Sample) -> Result<Sample> {
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-}
-
-/// Calls `malloc_trim(0)` in `pid` through gdb; false when gdb is missing or failed.
-async fn trim_through_gdb(pid: u32) -> bool {
-    let call = tokio::process::Command::new("gdb")
-        .args(["-p", &pid.to_string(), "-batch", "-nx"])
-        .args(["-ex", "call (int) malloc_trim(0)"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-    matches!(
-        tokio::time::timeout(Duration::from_secs(60), call).await,
-        Ok(Ok(status)) if status.success()
-    )
 }
 
 /// `runtimeuse_sessions_open` from the runtime's `/metrics` (no token is set).
@@ -560,7 +548,6 @@ async fn soak(settings: &Settings, variant: &Variant) -> Result<Vec<String>> {
     let errors = Arc::new(tokio::sync::Mutex::new(BTreeMap::new()));
     let mut peak = start;
     let mut after_rounds: Vec<Sample> = Vec::new();
-    let mut trimmed_rounds: Vec<u64> = Vec::new();
     let mut peak_open = 0;
     for round in 1..=settings.rounds {
         let until = Instant::now() + Duration::from_secs(settings.secs);
@@ -590,22 +577,8 @@ async fn soak(settings: &Settings, variant: &Variant) -> Result<Vec<String>> {
                 )
             })
             .unwrap_or_default();
-        let mut trimmed = String::new();
-        if trim_through_gdb(pid).await
-            && let Ok(after) = sample(pid)
-        {
-            let since = trimmed_rounds
-                .first()
-                .map(|first| format!(", {:+.1} since round 1", mib(after.rss_kib) - mib(*first)))
-                .unwrap_or_default();
-            trimmed = format!(
-                "; after malloc_trim(0) {:.1} MiB{since}",
-                mib(after.rss_kib)
-            );
-            trimmed_rounds.push(after.rss_kib);
-        }
         println!(
-            "round {round}/{}: fds {} threads {} rss {:.1} MiB{growth}{trimmed}",
+            "round {round}/{}: fds {} threads {} rss {:.1} MiB{growth}",
             settings.rounds,
             end.fds,
             end.threads,
@@ -665,28 +638,21 @@ async fn soak(settings: &Settings, variant: &Variant) -> Result<Vec<String>> {
             start.threads, end.threads
         ));
     }
-    // A leak grows every round; what the allocator keeps after the first does not.
-    // Trimmed, RSS is close to the live heap: the precise check, when gdb could trim.
-    if let (Some(&first), Some(&last)) = (trimmed_rounds.first(), trimmed_rounds.last()) {
-        let allowed = first + 4 * 1024 + first / 10;
-        if trimmed_rounds.len() > 1 && last > allowed {
+    // Back near the start after every round: the runtime gave back what sessions freed.
+    for (round, after) in after_rounds.iter().enumerate() {
+        if after.rss_kib > start.rss_kib + NEAR_START_KIB {
             problems.push(format!(
-                "[{name}] trimmed rss grew from round to round: {:.1} -> {:.1} MiB (allowed {:.1})",
-                mib(first),
-                mib(last),
-                mib(allowed)
+                "[{name}] rss not back near the start after round {}: {:.1} MiB (start {:.1}, allowed {:.1})",
+                round + 1,
+                mib(after.rss_kib),
+                mib(start.rss_kib),
+                mib(start.rss_kib + NEAR_START_KIB)
             ));
         }
     }
-    // Without gdb, the untrimmed figures, which swing with how much was in flight at the
-    // round's peak (glibc's defaults more than a trimmed heap).
-    let (fixed_kib, share) = if variant.env.is_empty() {
-        (16 * 1024, 0.25)
-    } else {
-        (8 * 1024, 0.10)
-    };
-    let allowed = first.rss_kib + fixed_kib + (first.rss_kib as f64 * share) as u64;
-    if trimmed_rounds.is_empty() && settings.rounds > 1 && end.rss_kib > allowed {
+    // A leak grows every round.
+    let allowed = first.rss_kib + 4 * 1024 + first.rss_kib / 10;
+    if settings.rounds > 1 && end.rss_kib > allowed {
         problems.push(format!(
             "[{name}] rss grew from round to round: {:.1} MiB after round 1, {:.1} MiB after round {} (allowed {:.1})",
             mib(first.rss_kib),
