@@ -12,7 +12,7 @@ It reads the invocation and acts on the user prompt:
     LEAK_CRASH:<NAME>  prints the value of <NAME> on stderr and exits 3 without a result
     ESCAPE          starts `setsid sleep 300` through a shell that exits at once (an
                     orphan in a session of its own), writes its own pid and the sleep's to
-                    $HANDLER_PID_FILE, then ignores SIGTERM and waits for stdin to close
+                    $HANDLER_PID_FILE once the sleep has left its session, then ignores SIGTERM and waits for stdin to close
     CHATTY          writes to stderr every 50 ms and never prints a protocol line
 """
 
@@ -59,6 +59,12 @@ def main() -> None:
             ["sh", "-c", "setsid sleep 300 </dev/null >/dev/null 2>&1 & echo $!"],
             check=True, capture_output=True, text=True)
         escaped = int(shell.stdout.strip())
+        # `$!` is known before the child has run `setsid`: on a busy machine it may not
+        # have left our session yet. Report it only once it has (or after 30 s, and let
+        # the test say the escape did not happen).
+        deadline = time.monotonic() + 30
+        while os.getsid(escaped) == os.getsid(0) and time.monotonic() < deadline:
+            time.sleep(0.01)
         with open(os.environ["HANDLER_PID_FILE"] + ".tmp", "w") as f:
             f.write(f"{os.getpid()}\n{escaped}\n")
         os.rename(os.environ["HANDLER_PID_FILE"] + ".tmp", os.environ["HANDLER_PID_FILE"])
