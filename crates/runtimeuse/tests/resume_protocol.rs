@@ -149,7 +149,8 @@ async fn an_unknown_id_and_a_wrong_key_are_refused_and_the_session_goes_on() {
     // The wrong key stopped nothing: the right one resumes and the request ends normally.
     let (mut peer, runtime_last) =
         DurablePeer::resumed(&runtime.url, &opened.id, &opened.key, 0).await;
-    assert_eq!(runtime_last, 1);
+    peer.resend_after(runtime_last, &[(1, invocation("SLOW:1500"))])
+        .await;
     let mut got = Received::default();
     let terminal = until_terminal(&mut peer, &mut got).await;
     assert_eq!(terminal["data"]["text"], "done", "{terminal}");
@@ -307,7 +308,9 @@ async fn a_second_connection_takes_the_session_over_and_the_first_gets_4001() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     let (mut second, runtime_last) =
         DurablePeer::resumed(&runtime.url, &opened.id, &opened.key, 0).await;
-    assert_eq!(runtime_last, 1);
+    second
+        .resend_after(runtime_last, &[(1, invocation("SLOW:1500"))])
+        .await;
     match first.next().await {
         Frame::Closed(Some((code, reason))) => {
             assert_eq!(code, CLOSE_TAKEN_OVER);
@@ -397,7 +400,10 @@ async fn the_token_applies_to_a_resume() {
         Err(other) => panic!("expected HTTP 401, got {other}"),
         Ok(_) => panic!("a resume without the token was accepted"),
     }
-    let (mut peer, _) = DurablePeer::resumed(&authorised, &opened.id, &opened.key, 0).await;
+    let (mut peer, runtime_last) =
+        DurablePeer::resumed(&authorised, &opened.id, &opened.key, 0).await;
+    peer.resend_after(runtime_last, &[(1, invocation("SLOW:800"))])
+        .await;
     let mut got = Received::default();
     let terminal = until_terminal(&mut peer, &mut got).await;
     assert_eq!(terminal["data"]["text"], "done");

@@ -171,6 +171,17 @@ impl DurablePeer {
         self.send_raw(&message.to_string()).await;
     }
 
+    /// Sends again what the runtime does not hold, as a client does after a resume: each
+    /// of `sent` (seq, frame) numbered past `runtime_last`. A frame still unread in the old
+    /// connection's socket when the session moved on is gone with that connection.
+    pub async fn resend_after(&mut self, runtime_last: u64, sent: &[(u64, Value)]) {
+        for (seq, frame) in sent {
+            if *seq > runtime_last {
+                self.send_seq(frame.clone(), *seq).await;
+            }
+        }
+    }
+
     /// Sends `resume_ack_message` for `seq`.
     pub async fn ack(&mut self, seq: u64) {
         self.send_raw(&json!({"message_type": "resume_ack_message", "seq": seq}).to_string())
