@@ -42,7 +42,7 @@ use tracing::{debug, info, warn};
 use runtimeuse_protocol::resume::{CLOSE_TAKEN_OVER, frame_seq};
 
 use crate::outbox::{Outbox, OutboxReceiver};
-use crate::resume::registry::{Attachment, Durable, Registry};
+use crate::resume::registry::{Attachment, Durable, Refusal, Registry};
 use crate::resume::replay::{Cursor, Next, Replay};
 use crate::session::{Session, SessionConfig};
 use crate::traffic::Traffic;
@@ -300,6 +300,12 @@ impl SocketBridge {
             Ok(cursor) => cursor,
             Err(refusal) => return crate::upgrade::refuse_resume(ws, &refusal).await,
         };
+        // A resume past the end_session confirm acknowledges it: the session is over,
+        // whether or not the old connection's ack or close has been read yet (across two
+        // TCP connections nothing orders them).
+        if registry.end_if_acknowledged(&durable) {
+            return crate::upgrade::refuse_resume(ws, &Refusal::Ended).await;
+        }
         let attachment: Attachment = durable.attach(shared.reader_done.clone()).await;
         let first = match start {
             DurableStart::New => durable.resumable_frame(registry.options()),

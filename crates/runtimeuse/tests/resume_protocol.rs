@@ -229,6 +229,32 @@ async fn end_session_across_a_cut_is_confirmed_once_and_the_session_then_ends() 
     assert_refused(&mut peer, first, "ended").await;
 }
 
+/// A resume whose `last_seq` covers the end_session confirm acknowledges it: the session
+/// is over even though the old connection is still open and never sent its ack (two TCP
+/// connections are not ordered, so a client's ack and close may be read after its resume).
+#[tokio::test]
+async fn a_resume_past_the_confirm_is_refused_ended_while_the_old_connection_is_open() {
+    let runtime = durable_runtime(30.0, BUFFER, &[]);
+    let (mut peer, opened) = DurablePeer::open(&runtime.url).await;
+    peer.send_seq(json!({"message_type": "end_session_message"}), 1)
+        .await;
+    let confirm = peer.recv().await;
+    assert_eq!(
+        confirm["message_type"], "end_session_confirm_message",
+        "{confirm}"
+    );
+    // No ack, no close: the old connection stays open while the client resumes.
+    let (mut resumed, first) =
+        DurablePeer::resume(&runtime.url, &opened.id, &opened.key, seq_of(&confirm)).await;
+    assert_refused(&mut resumed, first, "ended").await;
+    // The session is retired: the old connection closes and a later resume is refused too.
+    if let Frame::Message(extra) = peer.next().await {
+        panic!("a frame after the confirm: {extra}");
+    }
+    let (mut again, first) = DurablePeer::resume(&runtime.url, &opened.id, &opened.key, 0).await;
+    assert_refused(&mut again, first, "ended").await;
+}
+
 /// A cancel cut before it reaches the runtime (its first byte only), and one that
 /// arrived but whose terminal was cut: re-sent after the resume each time, each applies
 /// once, and the next request is not cancelled by a late duplicate.

@@ -203,6 +203,16 @@ impl Registry {
         self.retire(durable, Retired::Ended);
     }
 
+    /// Retires `durable` if its session has finished and the client acknowledged every
+    /// frame (the end_session confirm included); true when it did.
+    pub fn end_if_acknowledged(&self, durable: &Durable) -> bool {
+        if !durable.replay.fully_acked() {
+            return false;
+        }
+        self.retire(durable, Retired::Ended);
+        true
+    }
+
     /// Grace period of detached sessions.
     pub fn options(&self) -> &ResumeOptions {
         &self.options
