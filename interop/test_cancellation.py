@@ -23,8 +23,8 @@ async def test_query_timeout_raises_timeout_error_and_runtime_stays_healthy(runt
     client = RuntimeUseClient(ws_url=runtime.url)
     started = time.monotonic()
     with pytest.raises(TimeoutError):
-        await client.query(prompt="SLOW:5000", options=query_options(timeout=0.5))
-    assert time.monotonic() - started < 3
+        await client.query(prompt="SLOW:20000", options=query_options(timeout=0.5))
+    assert time.monotonic() - started < 10
 
     fresh = RuntimeUseClient(ws_url=runtime.url)
     result = await fresh.query(prompt="ECHO:still alive", options=query_options(timeout=10))
@@ -54,7 +54,7 @@ async def test_abort_cancels_slow_query_quickly(runtime):
     with pytest.raises(CancelledException):
         await client.query(prompt="SLOW:10000", options=query_options())
     await aborter
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < 6
 
 
 async def test_abort_in_session_then_next_call_on_same_session_succeeds(runtime):
@@ -65,7 +65,7 @@ async def test_abort_in_session_then_next_call_on_same_session_succeeds(runtime)
         with pytest.raises(CancelledException):
             await session.query(prompt="SLOW:10000", options=query_options())
         await aborter
-        assert time.monotonic() - started < 3
+        assert time.monotonic() - started < 6
 
         result = await session.query(prompt="ECHO:after abort", options=query_options())
         assert result.data.text == "after abort"
@@ -87,9 +87,9 @@ async def test_abort_kills_running_command_process(runtime, tmp_path):
             options=exec_options(),
         )
     await aborter
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < 10
     pid = int(pid_file.read_text())
-    deadline = time.monotonic() + 3
+    deadline = time.monotonic() + 10
     while not pid_is_gone(pid) and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
     assert pid_is_gone(pid), f"grandchild sleep (pid {pid}) survived the cancel"

@@ -25,12 +25,13 @@ async def test_many_concurrent_clients_are_served_in_parallel(runtime):
 
     async def one(i: int) -> str:
         client = RuntimeUseClient(ws_url=runtime.url)
-        await client.query(prompt="SLOW:600", options=query_options())
+        await client.query(prompt="SLOW:2000", options=query_options())
         return (await client.query(prompt=f"ECHO:{i}", options=query_options())).data.text
 
     results = await asyncio.gather(*(one(i) for i in range(12)))
     assert results == [str(i) for i in range(12)]
-    assert time.monotonic() - started < 5, "sessions must not be served one at a time"
+    # One at a time they would take 24 s.
+    assert time.monotonic() - started < 12, "sessions must not be served one at a time"
 
 
 @pytest.mark.pypi_only  # asserts websockets' exception type

@@ -89,7 +89,7 @@ async def test_session_abort_then_the_session_goes_on(client, tmp_path):
         started = time.monotonic()
         with pytest.raises(CancelledException, match="Query was cancelled"):
             await session.query(prompt="SLOW:10000", options=query_options())
-        assert time.monotonic() - started < 2
+        assert time.monotonic() - started < 6
         await aborter
 
         result = await session.query(prompt="ECHO:next", options=query_options())
@@ -115,7 +115,7 @@ async def test_overall_timeout_raises_timeout_error(client, runtime):
     started = time.monotonic()
     with pytest.raises(TimeoutError):
         await client.query(prompt="SLOW:10000", options=query_options(timeout=0.4))
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < 6
     again = await RuntimeUseClient(ws_url=runtime.url).query(prompt="ECHO:alive", options=query_options())
     assert again.data.text == "alive"
 
@@ -127,7 +127,7 @@ async def test_overall_timeout_also_covers_a_slow_callback(client):
     started = time.monotonic()
     with pytest.raises(TimeoutError):
         await client.query(prompt="STREAM:1", options=query_options(timeout=0.5, on_assistant_message=stuck))
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < 10
 
 
 async def test_timeout_in_a_session_leaves_it_usable(client, tmp_path):

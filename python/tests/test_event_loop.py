@@ -50,15 +50,16 @@ async def test_loop_keeps_ticking_during_a_large_streamed_output(client):
     assert result.results[0].exit_code == 0
     assert out.sizes["stdout"] == size
     # The ticker ran all along (10 ms period; generous bounds for a loaded 2-core CI).
-    assert ticker.longest_gap < 0.5, ticker.longest_gap
-    assert ticker.ticks >= elapsed / 0.01 * 0.2, (ticker.ticks, elapsed)
+    assert ticker.longest_gap < max(0.5, elapsed / 3), (ticker.longest_gap, elapsed)
+    assert ticker.ticks >= elapsed / 0.01 * 0.1, (ticker.ticks, elapsed)
 
 
 async def test_loop_is_free_while_waiting_for_the_runtime(client):
     with Ticker() as ticker:
-        await client.query(prompt="SLOW:1000", options=query_options())
+        await client.query(prompt="SLOW:3000", options=query_options())
+    # A blocked loop would not tick for the whole 3 s call.
     assert ticker.ticks >= 40, ticker.ticks
-    assert ticker.longest_gap < 0.25, ticker.longest_gap
+    assert ticker.longest_gap < 1.0, ticker.longest_gap
 
 
 async def test_concurrent_calls_run_in_parallel(runtime):
@@ -69,7 +70,8 @@ async def test_concurrent_calls_run_in_parallel(runtime):
         *(client.execute_commands(commands=[CommandInterface(command="sleep 0.8; echo ok")],
                                   options=exec_options()) for _ in range(5)),
     )
-    assert time.monotonic() - started < 4
+    # One at a time they would take 12 s.
+    assert time.monotonic() - started < 8
     assert [r.data.text for r in results[:10]] == ["done"] * 10
     assert [r.results[0].stdout for r in results[10:]] == ["ok\n"] * 5
 

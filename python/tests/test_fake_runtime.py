@@ -125,7 +125,7 @@ async def test_session_abort_while_the_previous_cancel_is_still_draining():
     async def slow_to_cancel(conn: FakeConn) -> None:
         await conn.expect("invocation_message")
         await conn.expect("cancel_message")
-        await asyncio.sleep(1.5)
+        await asyncio.sleep(5)
         await conn.send({"message_type": "error_message", "error": "Request cancelled",
                          "metadata": {}})
         await conn.serve_rest()
@@ -144,7 +144,8 @@ async def test_session_abort_while_the_previous_cancel_is_still_draining():
             started = time.monotonic()
             with pytest.raises(CancelledException, match="Query was cancelled"):
                 await session.query(prompt="second", options=query_options())
-            assert time.monotonic() - started < 1.0
+            # Against the 5 s the runtime takes to wind the cancelled request down.
+            assert time.monotonic() - started < 3.0
             await aborter
 
             third = await session.query(prompt="third", options=query_options())

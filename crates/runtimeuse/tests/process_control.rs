@@ -51,7 +51,8 @@ async fn cancel_stops_a_slow_agent_and_is_ignored_when_idle() {
         "idle cancel must not be answered: {before:?}"
     );
     assert_eq!(terminal["error"], "Request cancelled");
-    assert!(started.elapsed() < Duration::from_secs(2));
+    // Against SLOW:20000.
+    assert!(started.elapsed() < Duration::from_secs(10));
 }
 
 #[tokio::test]
