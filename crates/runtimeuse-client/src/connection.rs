@@ -212,6 +212,15 @@ impl Connection {
         }
     }
 
+    /// Follows whether a resumable link has a connection up; `None` for other links
+    /// (always up while they last).
+    pub fn attached(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
+        match &self.ws {
+            Link::Resumable(link) => Some(link.attached()),
+            Link::Ws(_) | Link::Custom(_) => None,
+        }
+    }
+
     /// Whether the socket is known to be unusable.
     pub fn is_closed(&self) -> bool {
         self.closed

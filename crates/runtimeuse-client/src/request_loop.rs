@@ -15,7 +15,7 @@ use futures_util::future::BoxFuture;
 use runtimeuse_protocol::{
     ArtifactUploadRequest, ArtifactUploadResponse, ClientMessage, Incoming, ServerMessage,
 };
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 
@@ -201,9 +201,11 @@ impl<'c, T: Outcome> Exchange<'c, T> {
     /// enforcing the overall and idle limits.
     ///
     /// The idle limit counts from here: time spent in callbacks (before this is called
-    /// again) is not time the runtime was silent.
+    /// again) is not time the runtime was silent, nor is time a resumable link spends
+    /// reconnecting (see [`idle_expired`]).
     async fn next_incoming(&mut self) -> Result<Incoming<ServerMessage>, Error> {
-        let idle_deadline = self.limits.idle_timeout.map(|idle| Instant::now() + idle);
+        let idle = idle_expired(self.limits.idle_timeout, self.conn.attached());
+        tokio::pin!(idle);
         let cancel = self.cancel.clone();
         loop {
             tokio::select! {
@@ -212,7 +214,7 @@ impl<'c, T: Outcome> Exchange<'c, T> {
                 () = cancel.aborted(), if !self.aborted => self.abort().await?,
                 Some(message) = self.conn.outbox_rx.recv() => self.conn.send(&message).await?,
                 () = sleep_until(self.deadline) => return Err(self.timeout(TimeoutKind::Overall)),
-                () = sleep_until(idle_deadline) => return Err(self.timeout(TimeoutKind::Idle)),
+                () = &mut idle => return Err(self.timeout(TimeoutKind::Idle)),
                 item = self.conn.ws.next() => {
                     if let Some(incoming) = self.conn.decode(item)? {
                         return Ok(incoming);
@@ -406,6 +408,37 @@ impl<'c, T: Outcome> Exchange<'c, T> {
 }
 
 /// Sleeps until `deadline`, or forever without one.
+/// Resolves once the runtime has been silent for `idle` with a connection up. While a
+/// resumable link (`attached`) reconnects the runtime cannot be heard, so that time does
+/// not count: the limit starts again when the connection is back. Never without `idle`.
+async fn idle_expired(idle: Option<Duration>, attached: Option<watch::Receiver<bool>>) {
+    let Some(idle) = idle else {
+        return std::future::pending().await;
+    };
+    let Some(mut attached) = attached else {
+        return tokio::time::sleep(idle).await;
+    };
+    let mut deadline = Instant::now() + idle;
+    loop {
+        if !*attached.borrow_and_update() {
+            if attached.wait_for(|up| *up).await.is_err() {
+                // The link ended: reading it says why.
+                return std::future::pending().await;
+            }
+            deadline = Instant::now() + idle;
+            continue;
+        }
+        tokio::select! {
+            () = tokio::time::sleep_until(deadline) => return,
+            changed = attached.changed() => {
+                if changed.is_err() {
+                    return std::future::pending().await;
+                }
+            }
+        }
+    }
+}
+
 pub(crate) async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,

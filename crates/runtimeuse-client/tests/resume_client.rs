@@ -10,7 +10,7 @@ use common::{FakeConn, FakeRuntime, assistant, options, text_result};
 use runtimeuse_client::protocol::resume::{
     HEADER_LAST_SEQ, HEADER_RESUMABLE, HEADER_RESUME_KEY, HEADER_SESSION_ID,
 };
-use runtimeuse_client::{Error, ExecuteCommandsOptions, RuntimeUseClient, Transport};
+use runtimeuse_client::{Error, ExecuteCommandsOptions, RuntimeUseClient, TimeoutKind, Transport};
 use serde_json::{Value, json};
 
 const ID: &str = "0123456789abcdef0123456789abcdef";
@@ -419,6 +419,85 @@ async fn without_resume_nothing_changes_on_the_wire() {
     let headers = fake.log.headers.lock().unwrap().clone();
     assert!(headers[0].get(HEADER_RESUMABLE).is_none());
     assert!(fake.received().iter().all(|m| m.get("seq").is_none()));
+}
+
+/// What the runtime acknowledged is not kept for a resume: a runtime that later resumes
+/// before a frame it acknowledged (so asks for it again) ends the session with the reason,
+/// where a client still keeping it would send it again.
+#[tokio::test]
+async fn frames_the_runtime_acknowledged_are_not_kept_for_a_resume() {
+    let fake = FakeRuntime::start(|mut conn| async move {
+        if !is_resume(&conn) {
+            conn.send(resumable(30_000)).await;
+            if recv_request(&mut conn).await.is_some() {
+                conn.send(json!({"message_type": "resume_ack_message", "seq": 1}))
+                    .await;
+                conn.send(numbered(text_result("first"), 1)).await;
+                conn.pause(300).await;
+                conn.hang_up();
+            }
+            return;
+        }
+        // As if it had lost the invocation it acknowledged.
+        conn.send(resumed(0)).await;
+        conn.drain().await;
+    })
+    .await;
+    let session = resuming_client(&fake.url).session().await.unwrap();
+    let first = session
+        .query("p", options().timeout(CALL_LIMIT))
+        .await
+        .unwrap();
+    assert_eq!(first.text(), Some("first"));
+
+    let error = session
+        .query("p", options().timeout(CALL_LIMIT))
+        .await
+        .unwrap_err();
+    let Error::ConnectionClosed { reason } = &error else {
+        panic!("{error:?}");
+    };
+    assert!(reason.contains("after acknowledging frame 1"), "{reason}");
+    let invocations = fake
+        .received_types()
+        .iter()
+        .filter(|t| *t == "invocation_message")
+        .count();
+    assert_eq!(invocations, 1, "nothing acknowledged was sent again");
+}
+
+/// While the link reconnects the runtime cannot be heard, so `idle_timeout` counts only
+/// with a connection up, from the resume on; a silence with the connection up still ends
+/// the call.
+#[tokio::test]
+async fn idle_timeout_does_not_count_while_the_link_reconnects() {
+    let fake = FakeRuntime::start(|mut conn| async move {
+        if !is_resume(&conn) {
+            conn.send(resumable(30_000)).await;
+            if recv_request(&mut conn).await.is_some() {
+                conn.hang_up();
+            }
+            return;
+        }
+        // The resume is answered after four idle limits.
+        conn.pause(4000).await;
+        conn.send(resumed(1)).await;
+        conn.send(numbered(text_result("after the gap"), 1)).await;
+        // The next request gets no answer at all.
+        conn.drain().await;
+    })
+    .await;
+    let session = resuming_client(&fake.url).session().await.unwrap();
+    let limits = || {
+        options()
+            .timeout(CALL_LIMIT)
+            .idle_timeout(Duration::from_secs(1))
+    };
+    let first = session.query("p", limits()).await.unwrap();
+    assert_eq!(first.text(), Some("after the gap"));
+    assert_eq!(first.metadata["reconnects"], 1);
+    let second = session.query("p", limits()).await.unwrap_err();
+    assert_eq!(second.timeout_kind(), Some(TimeoutKind::Idle), "{second:?}");
 }
 
 #[tokio::test]

@@ -43,7 +43,8 @@ pub enum ResumeMessage {
     SessionResumableMessage(SessionResumable),
     /// Runtime → client, first frame of a resumed connection.
     SessionResumedMessage(SessionResumed),
-    /// Client → runtime: every runtime frame up to `seq` arrived.
+    /// Either way: every frame of the other side up to `seq` arrived (the runtime's acks
+    /// say what the session took, so that the client can forget it).
     ResumeAckMessage(ResumeAck),
 }
 
@@ -72,11 +73,11 @@ pub struct SessionResumed {
     pub last_seq: u64,
 }
 
-/// `resume_ack_message`: the client holds every runtime frame up to `seq`.
+/// `resume_ack_message`: its sender holds every frame of the other side up to `seq`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ResumeAck {
-    /// The highest runtime `seq` received, with every one before it.
+    /// The highest `seq` of the other side received, with every one before it.
     pub seq: u64,
 }
 

@@ -29,7 +29,7 @@ use std::time::Duration;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -39,7 +39,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 use tracing::{debug, info, warn};
 
-use runtimeuse_protocol::resume::{CLOSE_TAKEN_OVER, frame_seq};
+use runtimeuse_protocol::resume::{CLOSE_TAKEN_OVER, ResumeAck, ResumeMessage, frame_seq};
 
 use crate::outbox::{Outbox, OutboxReceiver};
 use crate::resume::registry::{Attachment, Durable, Refusal, Registry};
@@ -144,6 +144,9 @@ enum Feed {
         replay: Arc<Replay>,
         cursor: Cursor,
         first: Option<String>,
+        /// The `seq` of the last client frame the session took, acknowledged to the
+        /// client so that it can forget what it keeps for a resume.
+        received: watch::Receiver<u64>,
     },
 }
 
@@ -164,6 +167,14 @@ impl Feed {
                 Next::Frame(frame) => Some(frame),
                 Next::End | Next::Wait => None,
             },
+        }
+    }
+
+    /// What the connection acknowledges to the client (a durable session only).
+    fn acks(&self) -> Option<watch::Receiver<u64>> {
+        match self {
+            Feed::Direct(_) => None,
+            Feed::Replay { received, .. } => Some(received.clone()),
         }
     }
 
@@ -319,6 +330,7 @@ impl SocketBridge {
             replay: durable.replay.clone(),
             cursor,
             first: Some(first),
+            received: durable.watch_received(),
         };
         let bridge = Bridge::start(
             ws,
@@ -352,7 +364,7 @@ impl SocketBridge {
 }
 
 fn resumed_frame(durable: &Durable) -> String {
-    use runtimeuse_protocol::resume::{ResumeMessage, SessionResumed};
+    use runtimeuse_protocol::resume::SessionResumed;
     ResumeMessage::SessionResumedMessage(SessionResumed {
         session_id: durable.id().to_owned(),
         last_seq: durable.last_received(),
@@ -514,6 +526,7 @@ async fn write_frames<S>(
     // A durable connection's handshake frame goes out first, whatever happens next (a
     // takeover included), so that every client learns where it stands.
     let greeting = outbox.greeting();
+    let mut acks = outbox.acks();
     let greeted = match greeting {
         Some(frame) => send(&mut sink, &shared, Message::Text(frame)).await,
         None => true,
@@ -530,6 +543,11 @@ async fn write_frames<S>(
             // Pings come before frames: a long stream of output must not starve them.
             _ = pings.tick(), if ping_interval.is_some() => {
                 if !send(&mut sink, &shared, Message::Ping(Vec::new().into())).await {
+                    break WriterEnd::Gone;
+                }
+            }
+            ack = ack_due(&mut acks) => {
+                if !send(&mut sink, &shared, Message::Text(ack)).await {
                     break WriterEnd::Gone;
                 }
             }
@@ -582,6 +600,18 @@ async fn write_frames<S>(
         }
         WriterEnd::Gone => outbox.stop(),
     }
+}
+
+/// The next `resume_ack_message` due: once the session took client frames not yet
+/// acknowledged (never without `acks`). Cancel-safe.
+async fn ack_due(acks: &mut Option<watch::Receiver<u64>>) -> Utf8Bytes {
+    if let Some(received) = acks
+        && received.changed().await.is_ok()
+    {
+        let seq = *received.borrow_and_update();
+        return Utf8Bytes::from(ResumeMessage::ResumeAckMessage(ResumeAck { seq }).to_frame());
+    }
+    std::future::pending().await
 }
 
 /// The close frame of a session that ended as it should (1000).

@@ -235,6 +235,29 @@ async fn end_session_across_a_cut_is_confirmed_once_and_the_session_then_ends() 
     assert_refused(&mut peer, first, "ended").await;
 }
 
+/// The runtime acknowledges the client's frames as the session takes them (so that a
+/// client need not keep them for a resume), and goes on doing so after a resume.
+#[tokio::test]
+async fn the_runtime_acknowledges_client_frames_as_the_session_takes_them() {
+    let runtime = durable_runtime(30.0, BUFFER, &[]);
+    let (mut peer, opened) = DurablePeer::open(&runtime.url).await;
+    let mut got = Received::default();
+    for seq in 1..=3 {
+        peer.send_seq(invocation(&format!("ECHO:{seq}")), seq).await;
+        let terminal = until_terminal(&mut peer, &mut got).await;
+        assert_eq!(terminal["data"]["text"], seq.to_string(), "{terminal}");
+        peer.wait_runtime_ack(seq).await;
+    }
+    drop(peer);
+    let (mut peer, runtime_last) =
+        DurablePeer::resumed(&runtime.url, &opened.id, &opened.key, got.last_seq()).await;
+    assert_eq!(runtime_last, 3);
+    peer.send_seq(invocation("ECHO:4"), 4).await;
+    let terminal = until_terminal(&mut peer, &mut got).await;
+    assert_eq!(terminal["data"]["text"], "4", "{terminal}");
+    peer.wait_runtime_ack(4).await;
+}
+
 /// A resume whose `last_seq` covers the end_session confirm acknowledges it: the session
 /// is over even though the old connection is still open and never sent its ack (two TCP
 /// connections are not ordered, so a client's ack and close may be read after its resume).

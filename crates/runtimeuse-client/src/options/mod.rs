@@ -141,6 +141,8 @@ macro_rules! common_setters {
         }
 
         /// Sets the longest silence allowed between two runtime messages (heartbeats count).
+        /// On a resumable client, time spent reconnecting does not count: the limit starts
+        /// again from the resume.
         #[must_use]
         pub fn idle_timeout(mut self, timeout: std::time::Duration) -> Self {
             self.idle_timeout = Some(timeout);

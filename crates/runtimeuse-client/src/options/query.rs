@@ -61,7 +61,7 @@ pub struct QueryOptions {
     /// Overall time limit; `None` means none.
     pub timeout: Option<Duration>,
     /// Longest wait for the next runtime message (heartbeats count); time spent in this
-    /// call's callbacks is not counted.
+    /// call's callbacks, and reconnecting a resumable client, is not counted.
     pub idle_timeout: Option<Duration>,
     /// Longest time one assistant message callback may take.
     pub assistant_callback_timeout: Option<Duration>,

@@ -11,7 +11,7 @@ use runtimeuse_protocol::resume::{
     ResumeAck, ResumeMessage, SessionResumed, frame_seq,
 };
 use serde_json::Value;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue, StatusCode};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -44,6 +44,7 @@ pub(super) fn spawn(config: ConnectConfig, ticket: Ticket, ws: WsStream) -> Resu
             outbound: ends.outbound,
             inbound: ends.inbound,
             reconnects: ends.reconnects,
+            attached: ends.attached,
             end: ends.end,
             sent: Sent::default(),
             received: Received::default(),
@@ -93,6 +94,8 @@ struct Driver {
     /// Frames for the request loop.
     inbound: mpsc::Sender<Item>,
     reconnects: Arc<AtomicU64>,
+    /// Whether a connection is up, for the request loop's idle limit.
+    attached: watch::Sender<bool>,
     end: EndReason,
     sent: Sent,
     received: Received,
@@ -234,9 +237,8 @@ impl Driver {
     async fn on_text(&mut self, text: tungstenite::Utf8Bytes) -> Flow {
         let peek = frame_seq(text.as_str()).unwrap_or_default();
         match peek.message_type.as_deref() {
-            Some(
-                "session_resumable_message" | "session_resumed_message" | "resume_ack_message",
-            ) => {
+            Some("resume_ack_message") => return self.on_runtime_ack(peek.seq).await,
+            Some("session_resumable_message" | "session_resumed_message") => {
                 tracing::debug!(
                     message_type = peek.message_type.as_deref().unwrap_or_default(),
                     "ignoring an extension message in mid-connection"
@@ -270,6 +272,28 @@ impl Driver {
         }
         self.pending = Some(Message::Text(text));
         Flow::Go
+    }
+
+    /// The runtime holds our frames up to `seq`: they need no re-sending after a resume.
+    async fn on_runtime_ack(&mut self, seq: Option<u64>) -> Flow {
+        let Some(seq) = seq else {
+            tracing::debug!("ignoring a resume_ack_message without seq");
+            return Flow::Go;
+        };
+        if self.sent.confirm(seq) {
+            tracing::trace!(
+                seq,
+                kept = self.sent.kept(),
+                "the runtime acknowledged our frames"
+            );
+            return Flow::Go;
+        }
+        let reason = format!(
+            "the runtime acknowledged our frame {seq} but only {} were sent",
+            self.sent.last()
+        );
+        self.end_link(Err(ended(reason))).await;
+        Flow::Stop
     }
 
     async fn on_close(&mut self, frame: Option<CloseFrame>) -> Flow {
@@ -313,6 +337,7 @@ impl Driver {
         if self.detached.is_some() {
             return;
         }
+        self.attached.send_replace(false);
         let now = Instant::now();
         tracing::warn!(
             url = %mask_url(&self.config.url),
@@ -462,6 +487,16 @@ impl Driver {
 
     /// Goes on over `ws`: re-sends what the runtime did not get.
     async fn resumed(&mut self, mut ws: WsStream, resumed: SessionResumed) -> Flow {
+        if resumed.last_seq < self.sent.confirmed() {
+            // What it acknowledged is forgotten here: it cannot be sent again.
+            let reason = format!(
+                "the runtime resumed at our frame {} after acknowledging frame {}",
+                resumed.last_seq,
+                self.sent.confirmed()
+            );
+            self.end_link(Err(ended(reason))).await;
+            return Flow::Stop;
+        }
         if !self.sent.confirm(resumed.last_seq) {
             let reason = format!(
                 "the runtime claims our frame {} but only {} were sent",
@@ -474,6 +509,7 @@ impl Driver {
         self.ack.acked_by_resume(self.received.last());
         self.backoff.reset();
         let reconnects = self.reconnects.fetch_add(1, Ordering::Relaxed) + 1;
+        self.attached.send_replace(true);
         let (attempts, detached_ms) = self.detached.take().map_or((0, 0), |d| {
             let ms = u64::try_from(d.since.elapsed().as_millis()).unwrap_or(u64::MAX);
             (d.attempts, ms)

@@ -24,7 +24,7 @@ use std::time::Duration;
 use futures_util::{Stream, StreamExt};
 use runtimeuse_protocol::resume::{HEADER_RESUMABLE, ResumeMessage, SessionResumable};
 use serde_json::Value;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::http::{HeaderName, HeaderValue};
@@ -49,6 +49,8 @@ pub(crate) struct ResumableLink {
     outbound: Option<mpsc::UnboundedSender<String>>,
     driver: Option<JoinHandle<()>>,
     reconnects: Arc<AtomicU64>,
+    /// Whether a connection is up (false while the driver reconnects).
+    attached: watch::Receiver<bool>,
     /// Why the driver ended the link, once it did.
     end: EndReason,
 }
@@ -102,6 +104,11 @@ impl ResumableLink {
     /// How many times the link reconnected so far.
     pub fn reconnects(&self) -> u64 {
         self.reconnects.load(Ordering::Relaxed)
+    }
+
+    /// Follows whether a connection is up: false while the driver reconnects.
+    pub fn attached(&self) -> watch::Receiver<bool> {
+        self.attached.clone()
     }
 }
 
@@ -203,10 +210,12 @@ fn link_over(spawn: impl FnOnce(DriverEnds) -> JoinHandle<()>) -> ResumableLink 
     let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_BUFFER);
     let reconnects = Arc::new(AtomicU64::new(0));
     let end = EndReason::default();
+    let (attached_tx, attached) = watch::channel(true);
     let driver = spawn(DriverEnds {
         outbound: outbound_rx,
         inbound: inbound_tx,
         reconnects: Arc::clone(&reconnects),
+        attached: attached_tx,
         end: end.clone(),
     });
     ResumableLink {
@@ -214,6 +223,7 @@ fn link_over(spawn: impl FnOnce(DriverEnds) -> JoinHandle<()>) -> ResumableLink 
         outbound: Some(outbound_tx),
         driver: Some(driver),
         reconnects,
+        attached,
         end,
     }
 }
@@ -223,6 +233,7 @@ struct DriverEnds {
     outbound: mpsc::UnboundedReceiver<String>,
     inbound: mpsc::Sender<Item>,
     reconnects: Arc<AtomicU64>,
+    attached: watch::Sender<bool>,
     end: EndReason,
 }
 

@@ -56,6 +56,8 @@ impl Received {
 #[derive(Debug, Default)]
 pub(crate) struct Sent {
     last: u64,
+    /// The highest `seq` the runtime has shown it holds.
+    confirmed: u64,
     kept: VecDeque<(u64, Utf8Bytes)>,
 }
 
@@ -83,10 +85,16 @@ impl Sent {
         if seq > self.last {
             return false;
         }
+        self.confirmed = self.confirmed.max(seq);
         while self.kept.front().is_some_and(|(kept, _)| *kept <= seq) {
             self.kept.pop_front();
         }
         true
+    }
+
+    /// The highest `seq` confirmed so far: frames up to it are no longer kept.
+    pub fn confirmed(&self) -> u64 {
+        self.confirmed
     }
 
     /// The frames the runtime may not have, oldest first.
@@ -138,6 +146,8 @@ mod tests {
             ]
         );
         assert!(sent.confirm(2), "confirming again changes nothing");
+        assert!(sent.confirm(1), "nor does confirming less");
+        assert_eq!(sent.confirmed(), 2);
         assert_eq!(sent.kept(), 2);
         assert!(
             !sent.confirm(5),

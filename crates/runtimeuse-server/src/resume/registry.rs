@@ -119,7 +119,7 @@ impl Registry {
             key,
             replay: Arc::new(Replay::new(self.options.buffer_bytes)),
             inbound: Mutex::new(Some(inbound_tx)),
-            last_received: AtomicU64::new(0),
+            last_received: watch::Sender::new(0),
             presence: outbox.presence().clone(),
             attach_lock: tokio::sync::Mutex::new(()),
             current: Mutex::new(None),
@@ -304,8 +304,9 @@ pub(crate) struct Durable {
     pub replay: Arc<Replay>,
     /// Frames for the session; `None` once it is retired.
     inbound: Mutex<Option<mpsc::Sender<String>>>,
-    /// The `seq` of the last client frame delivered to the session.
-    last_received: AtomicU64,
+    /// The `seq` of the last client frame delivered to the session (watched by the
+    /// connection's writer, which acknowledges it to the client).
+    last_received: watch::Sender<u64>,
     presence: Presence,
     /// Serialises attaching, so that one connection at a time reads for the session.
     attach_lock: tokio::sync::Mutex<()>,
@@ -391,7 +392,12 @@ impl Durable {
 
     /// The `seq` of the last client frame delivered.
     pub fn last_received(&self) -> u64 {
-        self.last_received.load(Ordering::Acquire)
+        *self.last_received.borrow()
+    }
+
+    /// Follows [`last_received`](Self::last_received), its current value marked seen.
+    pub fn watch_received(&self) -> watch::Receiver<u64> {
+        self.last_received.subscribe()
     }
 
     /// A reader of the replay buffer after what the client holds (`last_seq`), which also
@@ -427,7 +433,7 @@ impl Durable {
             return false;
         }
         if let Some(seq) = seq {
-            self.last_received.store(seq, Ordering::Release);
+            self.last_received.send_replace(seq);
         }
         true
     }

@@ -82,10 +82,20 @@ pub enum Frame {
     Closed(Option<(u16, String)>),
 }
 
+/// What [`DurablePeer::read`] got.
+enum Read {
+    Frame(Frame),
+    /// A `resume_ack_message` of the runtime.
+    Ack,
+}
+
 /// A raw WebSocket peer of a durable session: sends frames with the `seq` it is given,
-/// and reports close codes.
+/// and reports close codes. The runtime's `resume_ack_message`s are taken aside (see
+/// [`runtime_acked`](Self::runtime_acked)), not returned as frames.
 pub struct DurablePeer {
     ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    /// The highest `seq` of ours the runtime acknowledged on this connection.
+    pub runtime_acked: u64,
 }
 
 /// The opening frame of a durable session.
@@ -118,7 +128,10 @@ impl DurablePeer {
             tokio::time::timeout(FRAME_TIMEOUT, tokio_tungstenite::connect_async(request))
                 .await
                 .expect("upgrade timed out")?;
-        Ok(Self { ws })
+        Ok(Self {
+            ws,
+            runtime_acked: 0,
+        })
     }
 
     /// Opens a new durable session (header opt-in) and reads its first frame.
@@ -182,6 +195,19 @@ impl DurablePeer {
         }
     }
 
+    /// Reads until the runtime has acknowledged our frames up to `seq`; panics on any
+    /// other frame, the end of the connection or a timeout.
+    pub async fn wait_runtime_ack(&mut self, seq: u64) {
+        let deadline = tokio::time::Instant::now() + FRAME_TIMEOUT;
+        while self.runtime_acked < seq {
+            match self.read(deadline).await {
+                Some(Read::Ack) => {}
+                Some(Read::Frame(frame)) => panic!("waiting for an ack of {seq}, got {frame:?}"),
+                None => panic!("no ack of {seq} within {FRAME_TIMEOUT:?}"),
+            }
+        }
+    }
+
     /// Sends `resume_ack_message` for `seq`.
     pub async fn ack(&mut self, seq: u64) {
         self.send_raw(&json!({"message_type": "resume_ack_message", "seq": seq}).to_string())
@@ -204,23 +230,38 @@ impl DurablePeer {
     pub async fn try_next(&mut self, timeout: Duration) -> Option<Frame> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
+            match self.read(deadline).await? {
+                Read::Ack => {}
+                Read::Frame(frame) => return Some(frame),
+            }
+        }
+    }
+
+    /// The next frame or runtime ack (taken into `runtime_acked`); `None` at `deadline`.
+    async fn read(&mut self, deadline: tokio::time::Instant) -> Option<Read> {
+        loop {
             let next = tokio::time::timeout_at(deadline, self.ws.next())
                 .await
                 .ok()?;
-            match next {
+            let frame = match next {
                 Some(Ok(Message::Text(text))) => {
-                    return Some(Frame::Message(
-                        serde_json::from_str(&text).expect("runtime sent invalid JSON"),
-                    ));
+                    let frame: Value =
+                        serde_json::from_str(&text).expect("runtime sent invalid JSON");
+                    if frame["message_type"] == "resume_ack_message" {
+                        let seq = frame["seq"].as_u64().expect("an ack's seq");
+                        assert!(seq >= self.runtime_acked, "acks go forward: {frame}");
+                        self.runtime_acked = seq;
+                        return Some(Read::Ack);
+                    }
+                    Frame::Message(frame)
                 }
                 Some(Ok(Message::Close(close))) => {
-                    return Some(Frame::Closed(
-                        close.map(|c| (u16::from(c.code), c.reason.to_string())),
-                    ));
+                    Frame::Closed(close.map(|c| (u16::from(c.code), c.reason.to_string())))
                 }
-                None | Some(Err(_)) => return Some(Frame::Closed(None)),
-                Some(Ok(_)) => {}
-            }
+                None | Some(Err(_)) => Frame::Closed(None),
+                Some(Ok(_)) => continue,
+            };
+            return Some(Read::Frame(frame));
         }
     }
 
