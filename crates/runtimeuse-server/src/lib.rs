@@ -34,6 +34,7 @@ pub mod result_size;
 pub mod resume;
 pub mod schema;
 pub mod server;
+mod services;
 pub mod session;
 mod socket;
 mod traffic;

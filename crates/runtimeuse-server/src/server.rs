@@ -26,6 +26,7 @@ use tracing::{info, warn};
 
 use crate::listener::{HttpLimits, accept_until};
 use crate::resume::ResumeOptions;
+use crate::services::SessionServices;
 use crate::session::SessionConfig;
 use crate::socket::DEFAULT_PING_INTERVAL;
 use crate::upgrade::{UpgradeState, upgrade};
@@ -207,16 +208,18 @@ impl Server {
     pub async fn run_until(self, shutdown: CancellationToken) -> Result<(), ServerError> {
         let hard_stop = CancellationToken::new();
         let state = UpgradeState {
-            session: self.session,
+            services: SessionServices {
+                session: self.session,
+                tracker: TaskTracker::new(),
+                shutdown: shutdown.clone(),
+                hard_stop: hard_stop.clone(),
+                open_sessions: Arc::new(AtomicUsize::new(0)),
+            },
             ping_interval: self.ping_interval,
             token: self.token,
             max_message_bytes: self.max_message_bytes,
             max_sessions: self.max_sessions,
             session_slots: Arc::new(Semaphore::new(self.max_sessions)),
-            open_sessions: Arc::new(AtomicUsize::new(0)),
-            tracker: TaskTracker::new(),
-            shutdown: shutdown.clone(),
-            hard_stop: hard_stop.clone(),
             registry: crate::resume::registry::Registry::new(self.resume),
         };
         let app = Router::new()
@@ -224,20 +227,20 @@ impl Server {
             .route("/metrics", get(crate::metrics::serve))
             .fallback(upgrade)
             .with_state(state.clone());
-        info!(addr = %self.addr, agent = state.session.agent.name(), "listening");
+        info!(addr = %self.addr, agent = state.services.session.agent.name(), "listening");
         accept_until(self.listener, app, self.http, shutdown).await;
-        state.tracker.close();
-        if tokio::time::timeout(self.shutdown_timeout, state.tracker.wait())
+        state.services.tracker.close();
+        if tokio::time::timeout(self.shutdown_timeout, state.services.tracker.wait())
             .await
             .is_err()
         {
             warn!(
-                sessions = state.open_sessions.load(Ordering::Relaxed),
+                sessions = state.services.open_sessions.load(Ordering::Relaxed),
                 "sessions still open after the shutdown timeout; cutting their connections"
             );
             hard_stop.cancel();
-            let rest = state.session.artifacts.upload_timeout + HARD_STOP_GRACE;
-            if tokio::time::timeout(rest, state.tracker.wait())
+            let rest = state.services.session.artifacts.upload_timeout + HARD_STOP_GRACE;
+            if tokio::time::timeout(rest, state.services.tracker.wait())
                 .await
                 .is_err()
             {
@@ -253,8 +256,8 @@ async fn health(State(state): State<UpgradeState>) -> Response {
     axum::Json(json!({
         "status": "ok",
         "version": env!("CARGO_PKG_VERSION"),
-        "agent": state.session.agent.name(),
-        "sessions": state.open_sessions.load(Ordering::Relaxed),
+        "agent": state.services.session.agent.name(),
+        "sessions": state.services.open_sessions.load(Ordering::Relaxed),
     }))
     .into_response()
 }

@@ -4,7 +4,7 @@
 
 use std::borrow::Cow;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -19,8 +19,6 @@ use tokio_tungstenite::tungstenite::handshake::server::create_response_with_body
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Message};
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use tracing::{debug, warn};
 
 use runtimeuse_protocol::ServerMessage;
@@ -29,8 +27,8 @@ use serde_json::{Map, Value};
 
 use crate::listener::ConnectionTraffic;
 use crate::resume::params::{SessionRequest, query_param};
-use crate::resume::registry::{DurableContext, Refusal, Registry};
-use crate::session::SessionConfig;
+use crate::resume::registry::{Refusal, Registry};
+use crate::services::SessionServices;
 use crate::socket::{BridgeSignals, DurableStart, SocketBridge};
 
 /// How long a refused client gets to read its close frame.
@@ -39,31 +37,18 @@ const REFUSAL_LINGER: Duration = Duration::from_secs(1);
 /// What the upgrade handler needs; one per server.
 #[derive(Clone)]
 pub(crate) struct UpgradeState {
-    pub session: Arc<SessionConfig>,
+    /// What every session needs from the server.
+    pub services: SessionServices,
     pub ping_interval: Option<Duration>,
     pub token: Option<Arc<str>>,
     pub max_message_bytes: usize,
     pub max_sessions: usize,
     pub session_slots: Arc<Semaphore>,
-    pub open_sessions: Arc<AtomicUsize>,
-    pub tracker: TaskTracker,
-    pub shutdown: CancellationToken,
-    pub hard_stop: CancellationToken,
     /// Durable sessions (the resume extension).
     pub registry: Arc<Registry>,
 }
 
 impl UpgradeState {
-    fn durable_context(&self) -> DurableContext {
-        DurableContext {
-            session: self.session.clone(),
-            tracker: self.tracker.clone(),
-            shutdown: self.shutdown.clone(),
-            hard_stop: self.hard_stop.clone(),
-            open_sessions: self.open_sessions.clone(),
-        }
-    }
-
     /// The WebSocket settings every session uses.
     fn ws_config(&self) -> WebSocketConfig {
         let mut config = WebSocketConfig::default();
@@ -142,7 +127,7 @@ pub(crate) async fn upgrade(State(state): State<UpgradeState>, mut request: Requ
         .get::<ConnectionTraffic>()
         .map(|t| t.0.clone())
         .unwrap_or_default();
-    let admission = if state.shutdown.is_cancelled() {
+    let admission = if state.services.shutdown.is_cancelled() {
         Err("the runtime is shutting down".to_owned())
     } else if let SessionRequest::Resume(_) = wanted {
         // A resumed session holds its slot already.
@@ -161,7 +146,7 @@ pub(crate) async fn upgrade(State(state): State<UpgradeState>, mut request: Requ
             })
     };
     let ws_config = state.ws_config();
-    let tracker = state.tracker.clone();
+    let tracker = state.services.tracker.clone();
     tracker.spawn(async move {
         let upgraded = match on_upgrade.await {
             Ok(upgraded) => upgraded,
@@ -181,24 +166,24 @@ pub(crate) async fn upgrade(State(state): State<UpgradeState>, mut request: Requ
             }
         };
         let bridge = SocketBridge {
-            session: state.session.clone(),
+            session: state.services.session.clone(),
             ping_interval: state.ping_interval,
         };
         let signals = BridgeSignals {
-            shutdown: state.shutdown.clone(),
-            hard_stop: state.hard_stop.clone(),
+            shutdown: state.services.shutdown.clone(),
+            hard_stop: state.services.hard_stop.clone(),
             traffic,
         };
         match (wanted, permit) {
             (SessionRequest::Plain, Some(permit)) => {
-                state.open_sessions.fetch_add(1, Ordering::Relaxed);
+                state.services.open_sessions.fetch_add(1, Ordering::Relaxed);
                 bridge.serve(ws, signals).await;
-                state.open_sessions.fetch_sub(1, Ordering::Relaxed);
+                state.services.open_sessions.fetch_sub(1, Ordering::Relaxed);
                 drop(permit);
             }
             (SessionRequest::Durable, Some(permit)) => {
                 let registry = state.registry.clone();
-                match registry.open(&state.durable_context(), permit) {
+                match registry.open(&state.services, permit) {
                     Ok(durable) => {
                         bridge
                             .serve_durable(ws, signals, registry, durable, DurableStart::New)

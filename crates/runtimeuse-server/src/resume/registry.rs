@@ -14,7 +14,6 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use runtimeuse_protocol::resume::{ResumeMessage, SessionResumable};
 use tokio::sync::{OwnedSemaphorePermit, mpsc, watch};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use tracing::{Instrument, info, warn};
 
 use super::ResumeOptions;
@@ -24,7 +23,8 @@ use crate::logging::add_span_secrets;
 use crate::metrics::{self, DurableEvent};
 use crate::outbox::{Outbox, Presence};
 use crate::redact::Redactor;
-use crate::session::{Session, SessionConfig};
+use crate::services::SessionServices;
+use crate::session::Session;
 
 /// Ids of retired sessions remembered (to tell `expired` and `ended` from `unknown`).
 const TOMBSTONES: usize = 4096;
@@ -72,17 +72,6 @@ enum Retired {
     Ended,
 }
 
-/// What the durable sessions need from the server.
-#[derive(Clone)]
-pub(crate) struct DurableContext {
-    pub session: Arc<SessionConfig>,
-    pub tracker: TaskTracker,
-    pub shutdown: CancellationToken,
-    pub hard_stop: CancellationToken,
-    /// Sessions open (for `/health`).
-    pub open_sessions: Arc<std::sync::atomic::AtomicUsize>,
-}
-
 /// See the [module documentation](self).
 pub(crate) struct Registry {
     options: ResumeOptions,
@@ -108,7 +97,7 @@ impl Registry {
     /// Fails only without a source of randomness for its id and key.
     pub fn open(
         self: &Arc<Self>,
-        cx: &DurableContext,
+        cx: &SessionServices,
         permit: OwnedSemaphorePermit,
     ) -> Result<Arc<Durable>, getrandom::Error> {
         let (id, key) = (random_hex(16)?, random_hex(32)?);
@@ -220,7 +209,7 @@ impl Registry {
 }
 
 /// Retires `durable` when it is done or expires; winds it down at shutdown.
-async fn keep(registry: Arc<Registry>, durable: Arc<Durable>, cx: DurableContext) {
+async fn keep(registry: Arc<Registry>, durable: Arc<Durable>, cx: SessionServices) {
     let grace = registry.options.grace;
     let mut attached = durable.attached.subscribe();
     tokio::select! {
