@@ -51,6 +51,20 @@ async fn recv_request(conn: &mut FakeConn) -> Option<Value> {
     }
 }
 
+/// A first connection's script: offers a durable session with `grace_ms` of grace, sends
+/// `replies` once the first request arrives, holds the connection `pause_ms`, and hangs
+/// up.
+async fn answer_then_drop(mut conn: FakeConn, grace_ms: u64, replies: Vec<Value>, pause_ms: u64) {
+    conn.send(resumable(grace_ms)).await;
+    if recv_request(&mut conn).await.is_some() {
+        for reply in replies {
+            conn.send(reply).await;
+        }
+        conn.pause(pause_ms).await;
+        conn.hang_up();
+    }
+}
+
 /// A runtime that opens a durable session, answers the first request with `frame`, hangs
 /// up `pause_ms` later, and refuses every resume with `reason` (error frame, close 1008).
 async fn refusing_resumes(frame: Value, pause_ms: u64, reason: &'static str) -> FakeRuntime {
@@ -58,13 +72,7 @@ async fn refusing_resumes(frame: Value, pause_ms: u64, reason: &'static str) -> 
         let frame = frame.clone();
         async move {
             if !is_resume(&conn) {
-                conn.send(resumable(30_000)).await;
-                if recv_request(&mut conn).await.is_some() {
-                    conn.send(numbered(frame, 1)).await;
-                    conn.pause(pause_ms).await;
-                    conn.hang_up();
-                }
-                return;
+                return answer_then_drop(conn, 30_000, vec![numbered(frame, 1)], pause_ms).await;
             }
             conn.send(refused(reason)).await;
             conn.close_with(1008, reason).await;
@@ -120,16 +128,10 @@ async fn a_drop_mid_request_is_resumed_with_replay_resend_and_dedup() {
         async move {
             let texts = ["a", "b", "c"];
             if !is_resume(&conn) {
-                conn.send(resumable(30_000)).await;
-                let Some(_invocation) = recv_request(&mut conn).await else {
-                    return;
-                };
-                for (seq, text) in (1..).zip(texts) {
-                    conn.send(numbered(assistant(text), seq)).await;
-                }
-                conn.pause(300).await;
-                conn.hang_up();
-                return;
+                let replies = (1..)
+                    .zip(texts)
+                    .map(|(seq, text)| numbered(assistant(text), seq));
+                return answer_then_drop(conn, 30_000, replies.collect(), 300).await;
             }
             let last: u64 = conn
                 .header(HEADER_LAST_SEQ)
@@ -281,15 +283,12 @@ async fn a_takeover_stops_reconnecting() {
 #[tokio::test]
 async fn reconnecting_gives_up_when_the_grace_period_is_over() {
     let grace = Duration::from_millis(1500);
-    let fake = FakeRuntime::start(move |mut conn| async move {
+    let fake = FakeRuntime::start(move |conn| async move {
         if is_resume(&conn) {
             conn.hang_up(); // the runtime is unreachable, in effect
             return;
         }
-        conn.send(resumable(grace.as_millis() as u64)).await;
-        if recv_request(&mut conn).await.is_some() {
-            conn.hang_up();
-        }
+        answer_then_drop(conn, grace.as_millis() as u64, vec![], 0).await;
     })
     .await;
     let client = resuming_client(&fake.url);
@@ -320,13 +319,8 @@ async fn a_session_resumes_between_calls_and_ends_with_1000() {
         let code_slot = code_slot.clone();
         async move {
             if !is_resume(&conn) {
-                conn.send(resumable(30_000)).await;
-                if recv_request(&mut conn).await.is_some() {
-                    conn.send(numbered(text_result("first"), 1)).await;
-                    conn.pause(300).await;
-                    conn.hang_up();
-                }
-                return;
+                let first = numbered(text_result("first"), 1);
+                return answer_then_drop(conn, 30_000, vec![first], 300).await;
             }
             conn.send(resumed(1)).await;
             let Some(second) = recv_request(&mut conn).await else {
@@ -376,11 +370,7 @@ async fn a_session_resumes_between_calls_and_ends_with_1000() {
 async fn command_results_count_reconnects_too() {
     let fake = FakeRuntime::start(|mut conn| async move {
         if !is_resume(&conn) {
-            conn.send(resumable(30_000)).await;
-            if recv_request(&mut conn).await.is_some() {
-                conn.hang_up();
-            }
-            return;
+            return answer_then_drop(conn, 30_000, vec![], 0).await;
         }
         conn.send(resumed(1)).await;
         conn.send(numbered(
@@ -428,15 +418,9 @@ async fn without_resume_nothing_changes_on_the_wire() {
 async fn frames_the_runtime_acknowledged_are_not_kept_for_a_resume() {
     let fake = FakeRuntime::start(|mut conn| async move {
         if !is_resume(&conn) {
-            conn.send(resumable(30_000)).await;
-            if recv_request(&mut conn).await.is_some() {
-                conn.send(json!({"message_type": "resume_ack_message", "seq": 1}))
-                    .await;
-                conn.send(numbered(text_result("first"), 1)).await;
-                conn.pause(300).await;
-                conn.hang_up();
-            }
-            return;
+            let ack = json!({"message_type": "resume_ack_message", "seq": 1});
+            let first = numbered(text_result("first"), 1);
+            return answer_then_drop(conn, 30_000, vec![ack, first], 300).await;
         }
         // As if it had lost the invocation it acknowledged.
         conn.send(resumed(0)).await;
@@ -473,11 +457,7 @@ async fn frames_the_runtime_acknowledged_are_not_kept_for_a_resume() {
 async fn idle_timeout_does_not_count_while_the_link_reconnects() {
     let fake = FakeRuntime::start(|mut conn| async move {
         if !is_resume(&conn) {
-            conn.send(resumable(30_000)).await;
-            if recv_request(&mut conn).await.is_some() {
-                conn.hang_up();
-            }
-            return;
+            return answer_then_drop(conn, 30_000, vec![], 0).await;
         }
         // The resume is answered after four idle limits.
         conn.pause(4000).await;
