@@ -293,9 +293,10 @@ impl ClientBuilder {
     /// transparently when it drops. Off by default; without it nothing on the wire changes.
     ///
     /// With it on, the upgrade carries `X-RuntimeUse-Resumable: 1` and the connection is
-    /// open once the runtime's `session_resumable_message` has arrived (a runtime without
-    /// the extension never sends it: the open fails with [`Error::Connect`] after the
-    /// connect timeout). Every frame then carries a sequence number. When the connection
+    /// open once the runtime's `session_resumable_message` has arrived. A runtime without
+    /// the extension (its `101` has no `X-RuntimeUse-Resumable` header) fails the open with
+    /// [`Error::Connect`] saying so, within 5 s; one that advertises it but sends nothing,
+    /// after the connect timeout. Every frame then carries a sequence number. When the connection
     /// drops (reset, end, a close other than the end of the session), the client dials
     /// again with the session's id, key and last sequence number, with jittered
     /// exponential backoff (100 ms doubling to 5 s, ±50%), for as long as the runtime's

@@ -111,12 +111,13 @@ pub(crate) enum DialError {
 }
 
 /// Opens a WebSocket to `config.url` with the configured headers and `extra` ones
-/// (replacing configured ones of the same name), within `timeout`.
+/// (replacing configured ones of the same name), within `timeout`; returns it with the
+/// runtime's `101` response.
 pub(crate) async fn dial(
     config: &ConnectConfig,
     extra: Vec<(HeaderName, HeaderValue)>,
     timeout: std::time::Duration,
-) -> Result<WsStream, DialError> {
+) -> Result<crate::tls::Dialled, DialError> {
     let mut request = config
         .url
         .as_str()
@@ -188,7 +189,7 @@ impl Connection {
             return Ok(Self::over(Link::Resumable(link)));
         }
         tracing::debug!(url = %mask_url(&config.url), "connecting to the runtime");
-        let ws = dial(config, Vec::new(), config.connect_timeout)
+        let (ws, _response) = dial(config, Vec::new(), config.connect_timeout)
             .await
             .map_err(|e| config.connect_error(e))?;
         Ok(Self::over(Link::Ws(Box::new(ws))))

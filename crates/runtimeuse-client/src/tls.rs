@@ -1,10 +1,14 @@
 //! Dialling, with TLS for `wss://` URLs when the `tls` feature is on.
 
-use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::{self, handshake::client::Request};
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::tungstenite::{
+    self,
+    handshake::client::{Request, Response},
+};
 
-type Dialled = WebSocketStream<MaybeTlsStream<TcpStream>>;
+use crate::connection::WsStream;
+
+/// An open WebSocket and the runtime's `101` response.
+pub(crate) type Dialled = (WsStream, Response);
 
 /// Opens the WebSocket. rustls uses the ring provider and the webpki roots, chosen
 /// explicitly so that it works whatever other rustls providers the binary links.
@@ -31,14 +35,11 @@ pub(crate) async fn dial(request: Request) -> Result<Dialled, tungstenite::Error
         }
     });
     let connector = config.clone().map(tokio_tungstenite::Connector::Rustls);
-    let (ws, _response) =
-        tokio_tungstenite::connect_async_tls_with_config(request, None, true, connector).await?;
-    Ok(ws)
+    tokio_tungstenite::connect_async_tls_with_config(request, None, true, connector).await
 }
 
 /// Opens the WebSocket; without the `tls` feature only `ws://` works.
 #[cfg(not(feature = "tls"))]
 pub(crate) async fn dial(request: Request) -> Result<Dialled, tungstenite::Error> {
-    let (ws, _response) = tokio_tungstenite::connect_async_with_config(request, None, true).await?;
-    Ok(ws)
+    tokio_tungstenite::connect_async_with_config(request, None, true).await
 }

@@ -481,9 +481,50 @@ async fn idle_timeout_does_not_count_while_the_link_reconnects() {
 }
 
 #[tokio::test]
-async fn a_runtime_without_the_extension_fails_the_open() {
-    let fake = FakeRuntime::start(|mut conn| async move {
+async fn a_runtime_without_the_extension_fails_the_open_long_before_the_connect_timeout() {
+    let fake = FakeRuntime::start_without_advertising(|mut conn| async move {
         conn.drain().await; // never offers a durable session
+    })
+    .await;
+    // The default connect timeout (60 s): without the advertisement check the open waited
+    // all of it for a session_resumable_message that never comes.
+    let client = resuming_client(&fake.url);
+    let started = std::time::Instant::now();
+    let error = client.query("p", options()).await.unwrap_err();
+    let took = started.elapsed();
+    let Error::Connect { source, .. } = &error else {
+        panic!("{error:?}");
+    };
+    let text = source.to_string();
+    assert!(
+        text.contains("does not support the resumable-sessions extension"),
+        "{text}"
+    );
+    assert!(text.contains("x-runtimeuse-resumable"), "{text}");
+    assert!(
+        took < Duration::from_secs(40),
+        "failed after {took:?}, not well before the 60 s connect timeout"
+    );
+}
+
+#[tokio::test]
+async fn a_101_without_the_advertisement_still_opens_when_the_session_is_offered() {
+    // A proxy that drops the response header: the session_resumable_message still counts.
+    let fake = FakeRuntime::start_without_advertising(|conn| {
+        answer_then_drop(conn, 30_000, vec![numbered(text_result("done"), 1)], 0)
+    })
+    .await;
+    let result = resuming_client(&fake.url)
+        .query("p", options().timeout(CALL_LIMIT))
+        .await
+        .unwrap();
+    assert_eq!(result.text(), Some("done"));
+}
+
+#[tokio::test]
+async fn an_advertising_runtime_that_offers_nothing_times_out_the_open() {
+    let fake = FakeRuntime::start(|mut conn| async move {
+        conn.drain().await;
     })
     .await;
     let client = RuntimeUseClient::builder(&fake.url)
@@ -495,7 +536,11 @@ async fn a_runtime_without_the_extension_fails_the_open() {
     let Error::Connect { source, .. } = &error else {
         panic!("{error:?}");
     };
-    assert!(source.to_string().contains("resumable"), "{source}");
+    let io = source
+        .downcast_ref::<std::io::Error>()
+        .unwrap_or_else(|| panic!("not an io::Error: {source}"));
+    assert_eq!(io.kind(), std::io::ErrorKind::TimedOut, "{io}");
+    assert!(io.to_string().contains("session_resumable_message"), "{io}");
 }
 
 #[test]

@@ -12,7 +12,9 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Request header opening a new durable session (value `1`).
+/// Request header opening a new durable session (value `1`). The runtime also sets it,
+/// to `1`, on every `101` response: it speaks the extension. A client that asked for a
+/// durable session and finds no such header is talking to a runtime without it.
 pub const HEADER_RESUMABLE: &str = "x-runtimeuse-resumable";
 /// Request header naming the session to resume.
 pub const HEADER_SESSION_ID: &str = "x-runtimeuse-session-id";

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::SinkExt;
 use hyper_util::rt::TokioIo;
@@ -22,7 +22,7 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tracing::{debug, warn};
 
 use runtimeuse_protocol::ServerMessage;
-use runtimeuse_protocol::resume::RESUME_REFUSED;
+use runtimeuse_protocol::resume::{HEADER_RESUMABLE, RESUME_REFUSED};
 use serde_json::{Map, Value};
 
 use crate::listener::ConnectionTraffic;
@@ -102,7 +102,7 @@ pub(crate) async fn upgrade(State(state): State<UpgradeState>, mut request: Requ
             return (StatusCode::BAD_REQUEST, format!("{problem}\n")).into_response();
         }
     };
-    let response = match create_response_with_body(&request, Body::empty) {
+    let mut response = match create_response_with_body(&request, Body::empty) {
         Ok(response) => response,
         Err(e) => {
             return (
@@ -112,6 +112,12 @@ pub(crate) async fn upgrade(State(state): State<UpgradeState>, mut request: Requ
                 .into_response();
         }
     };
+    // Every 101 says the runtime speaks the resumable-sessions extension, so that a client
+    // asking for a durable session can tell a runtime without it at once.
+    response.headers_mut().insert(
+        HeaderName::from_static(HEADER_RESUMABLE),
+        HeaderValue::from_static("1"),
+    );
     let Some(on_upgrade) = request
         .extensions_mut()
         .remove::<hyper::upgrade::OnUpgrade>()

@@ -16,7 +16,7 @@ use resume_support::{
     durable_runtime, is_terminal, resume_headers, seq_of,
 };
 use runtimeuse_protocol::resume::{
-    CLOSE_TAKEN_OVER, QUERY_LAST_SEQ, QUERY_RESUME_KEY, QUERY_SESSION_ID,
+    CLOSE_TAKEN_OVER, HEADER_RESUMABLE, QUERY_LAST_SEQ, QUERY_RESUME_KEY, QUERY_SESSION_ID,
 };
 use runtimeuse_testkit::{CutProxy, Direction};
 use serde_json::{Value, json};
@@ -116,6 +116,22 @@ async fn a_connection_without_the_opt_in_is_unchanged_and_a_cut_still_cancels() 
         common::wait_gone(pid, Duration::from_secs(10)).await,
         "a cut of a non-durable connection kills its command {pid}"
     );
+}
+
+#[tokio::test]
+async fn every_upgrade_response_advertises_the_extension() {
+    let runtime = durable_runtime(30.0, BUFFER, &[]);
+    let advertised = |peer: &DurablePeer| {
+        peer.upgrade_headers
+            .get(HEADER_RESUMABLE)
+            .map(|value| value.to_str().unwrap_or_default().to_owned())
+    };
+    let plain = DurablePeer::connect_with(&runtime.url, &[]).await.unwrap();
+    assert_eq!(advertised(&plain).as_deref(), Some("1"), "plain connection");
+    let (durable, opened) = DurablePeer::open(&runtime.url).await;
+    assert_eq!(advertised(&durable).as_deref(), Some("1"), "durable opt-in");
+    let (resumed, _) = DurablePeer::resumed(&runtime.url, &opened.id, &opened.key, 0).await;
+    assert_eq!(advertised(&resumed).as_deref(), Some("1"), "resume");
 }
 
 #[tokio::test]

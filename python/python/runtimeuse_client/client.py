@@ -165,8 +165,9 @@ class RuntimeUseClient:
     ``metadata["reason"]`` (``"expired"``, ``"ended"``, ``"invalid_key"``...); running out
     of the grace period, or another connection taking the session over, raises
     ``AgentRuntimeError("No result message received")`` with the reason in
-    ``metadata["reason"]``. The runtime must support the extension (a runtime without it
-    never confirms the durable session, and opening fails after ``connect_timeout``).
+    ``metadata["reason"]``. The runtime must support the extension: opening a connection
+    to a runtime without it (its ``101`` has no ``X-RuntimeUse-Resumable`` header and no
+    durable session is offered within 5 s) raises ``ConnectionError`` saying so.
     Not available with ``transport``.
 
     Raises ``ValueError`` for a URL that is not a WebSocket URL or a header that is not

@@ -23,7 +23,7 @@ use super::ack::AckPolicy;
 use super::backoff::Backoff;
 use super::liveness::{Check, Liveness};
 use super::seq::{Received, Sent, Verdict};
-use super::{EndReason, Item, ResumableLink, Ticket, describe, ended, link_over};
+use super::{CLOSE_LINGER, EndReason, Item, ResumableLink, Ticket, describe, ended, link_over};
 use crate::connection::{ConnectConfig, DialError, WsStream, dial};
 use crate::request_loop::sleep_until;
 use crate::url_mask::mask_url;
@@ -31,8 +31,6 @@ use crate::url_mask::mask_url;
 /// How long closing may take when the connection is down: a last resume to deliver the
 /// final acknowledgement and the close frame.
 const CLOSE_BUDGET: Duration = Duration::from_secs(4);
-/// How long the runtime has to answer our close frame.
-const CLOSE_LINGER: Duration = Duration::from_secs(2);
 
 /// Starts the driver of a new durable session over its first socket.
 pub(super) fn spawn(config: ConnectConfig, ticket: Ticket, ws: WsStream) -> ResumableLink {
@@ -433,23 +431,9 @@ impl Driver {
                 HeaderValue::from(self.received.last()),
             ),
         ];
-        let mut ws = dial(&self.config, headers, budget)
+        let (mut ws, _response) = dial(&self.config, headers, budget)
             .await
-            .map_err(|e| match e {
-                DialError::Handshake(tungstenite::Error::Http(response))
-                    if matches!(
-                        response.status(),
-                        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
-                    ) =>
-                {
-                    Failed::Fatal(
-                        self.config
-                            .connect_error(DialError::Handshake(tungstenite::Error::Http(response)))
-                            .to_string(),
-                    )
-                }
-                other => Failed::Retry(self.config.connect_error(other).to_string()),
-            })?;
+            .map_err(|e| self.dial_failure(e))?;
         let first = match tokio::time::timeout_at(deadline, super::first_text(&mut ws)).await {
             Err(_) => return Err(Failed::Retry("no answer to the resume in time".into())),
             Ok(Err(reason)) if reason.starts_with("closed (1008") => {
@@ -482,6 +466,22 @@ impl Driver {
                 "the runtime answered a resume with {} instead of session_resumed_message",
                 describe(&first)
             ))),
+        }
+    }
+
+    /// What a failed dial of a resume means: a refused token (401/403) is final, anything
+    /// else is retried.
+    fn dial_failure(&self, error: DialError) -> Failed {
+        let fatal = matches!(
+            &error,
+            DialError::Handshake(tungstenite::Error::Http(response))
+                if matches!(response.status(), StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN)
+        );
+        let text = self.config.connect_error(error).to_string();
+        if fatal {
+            Failed::Fatal(text)
+        } else {
+            Failed::Retry(text)
         }
     }
 

@@ -138,14 +138,24 @@ impl std::fmt::Debug for Ticket {
     }
 }
 
+/// How long the runtime has to answer our close frame.
+const CLOSE_LINGER: Duration = Duration::from_secs(2);
+
+/// How long a runtime whose `101` does not advertise the extension still gets to send its
+/// `session_resumable_message` (a proxy may have dropped the header) before the open fails.
+/// The runtime sends that frame right after the upgrade, so this is generous.
+const UNADVERTISED_WAIT: Duration = Duration::from_secs(5);
+
 /// Opens a new durable session: dials with `X-RuntimeUse-Resumable: 1`, reads the
 /// runtime's `session_resumable_message` (within the connect timeout) and starts the
 /// driver.
 ///
 /// # Errors
-/// [`Error::Connect`] when the runtime cannot be reached or offers no durable session
-/// (a runtime without the extension says nothing, so this waits the connect timeout);
-/// [`Error::Runtime`] when it answers with an `error_message`.
+/// [`Error::Connect`] when the runtime cannot be reached or offers no durable session: a
+/// runtime without the extension (no `X-RuntimeUse-Resumable` on its `101`) fails the open
+/// after [`UNADVERTISED_WAIT`] at most, one that advertises it but sends nothing after the
+/// connect timeout (an `io::Error` of kind `TimedOut`); [`Error::Runtime`] when it
+/// answers with an `error_message`.
 pub(crate) async fn open(config: &ConnectConfig) -> Result<ResumableLink, Error> {
     let deadline = Instant::now() + config.connect_timeout;
     tracing::debug!(url = %mask_url(&config.url), "opening a resumable session");
@@ -153,27 +163,44 @@ pub(crate) async fn open(config: &ConnectConfig) -> Result<ResumableLink, Error>
         HeaderName::from_static(HEADER_RESUMABLE),
         HeaderValue::from_static("1"),
     )];
-    let mut ws = dial(config, opt_in, config.connect_timeout)
+    let (mut ws, response) = dial(config, opt_in, config.connect_timeout)
         .await
         .map_err(|e| config.connect_error(e))?;
     let not_offered = |why: String| Error::Connect {
         url: mask_url(&config.url),
         source: format!("the runtime did not open a resumable session: {why}").into(),
     };
-    let first = tokio::time::timeout_at(deadline, first_text(&mut ws))
-        .await
-        .map_err(|_| Error::Connect {
-            url: mask_url(&config.url),
-            // An io::Error of kind TimedOut, like any connect timeout.
-            source: Box::new(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                format!(
-                    "the runtime did not open a resumable session: no session_resumable_message within {:?} (does it support the resumable-sessions extension?)",
-                    config.connect_timeout
-                ),
-            )),
-        })?
-        .map_err(not_offered)?;
+    let advertised = response
+        .headers()
+        .get(HEADER_RESUMABLE)
+        .is_some_and(|value| value.as_bytes().trim_ascii() == b"1");
+    let first = if advertised {
+        tokio::time::timeout_at(deadline, first_text(&mut ws))
+            .await
+            .map_err(|_| Error::Connect {
+                url: mask_url(&config.url),
+                // An io::Error of kind TimedOut, like any connect timeout.
+                source: Box::new(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "the runtime did not open a resumable session: no session_resumable_message within {:?}",
+                        config.connect_timeout
+                    ),
+                )),
+            })?
+    } else {
+        let wait = UNADVERTISED_WAIT.min(config.connect_timeout);
+        match tokio::time::timeout(wait, first_text(&mut ws)).await {
+            Ok(first) => first,
+            Err(_) => {
+                let _ = tokio::time::timeout(CLOSE_LINGER, ws.close(None)).await;
+                return Err(not_offered(format!(
+                    "it does not support the resumable-sessions extension (its 101 response has no {HEADER_RESUMABLE} header and no session_resumable_message came within {wait:?}); build the client without resume"
+                )));
+            }
+        }
+    }
+    .map_err(not_offered)?;
     let ticket = match serde_json::from_str::<ResumeMessage>(&first) {
         Ok(ResumeMessage::SessionResumableMessage(SessionResumable {
             session_id,
@@ -195,7 +222,7 @@ pub(crate) async fn open(config: &ConnectConfig) -> Result<ResumableLink, Error>
             }
         }
         _ => {
-            let _ = ws.close(None).await;
+            let _ = tokio::time::timeout(CLOSE_LINGER, ws.close(None)).await;
             return Err(unexpected_first_frame(&first).unwrap_or_else(|| {
                 not_offered(format!("its first frame was {}", describe(&first)))
             }));

@@ -10,13 +10,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use runtimeuse_client::protocol::resume::HEADER_RESUMABLE;
 use serde_json::{Value, json};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
-use tokio_tungstenite::tungstenite::http::HeaderMap;
+use tokio_tungstenite::tungstenite::http::{HeaderMap, HeaderValue};
 
 /// What the fake saw, shared between its connections and the test.
 #[derive(Default)]
@@ -33,8 +34,27 @@ pub struct FakeRuntime {
 }
 
 impl FakeRuntime {
-    /// Starts a fake that runs `script` for every connection it accepts.
+    /// Starts a fake that runs `script` for every connection it accepts. Like our
+    /// runtime, its `101` responses advertise the resumable-sessions extension.
     pub async fn start<F, Fut>(script: F) -> Self
+    where
+        F: Fn(FakeConn) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        Self::start_advertising(true, script).await
+    }
+
+    /// As [`Self::start`], but the `101` responses do not advertise the extension (a
+    /// runtime without it, or a proxy that drops the header).
+    pub async fn start_without_advertising<F, Fut>(script: F) -> Self
+    where
+        F: Fn(FakeConn) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        Self::start_advertising(false, script).await
+    }
+
+    async fn start_advertising<F, Fut>(advertise: bool, script: F) -> Self
     where
         F: Fn(FakeConn) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = ()> + Send + 'static,
@@ -52,13 +72,18 @@ impl FakeRuntime {
                     let headers_log = Arc::clone(&log);
                     let these_headers = Arc::new(Mutex::new(HeaderMap::new()));
                     let capture_these = Arc::clone(&these_headers);
-                    let capture = move |request: &Request, response: Response| {
+                    let capture = move |request: &Request, mut response: Response| {
                         headers_log
                             .headers
                             .lock()
                             .unwrap()
                             .push(request.headers().clone());
                         *capture_these.lock().unwrap() = request.headers().clone();
+                        if advertise {
+                            response
+                                .headers_mut()
+                                .insert(HEADER_RESUMABLE, HeaderValue::from_static("1"));
+                        }
                         Ok(response)
                     };
                     let Ok(ws) = tokio_tungstenite::accept_hdr_async(stream, capture).await else {

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::http::{HeaderMap, HeaderValue};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use crate::binary::Runtime;
@@ -96,6 +96,8 @@ pub struct DurablePeer {
     ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
     /// The highest `seq` of ours the runtime acknowledged on this connection.
     pub runtime_acked: u64,
+    /// The headers of the runtime's `101` response.
+    pub upgrade_headers: HeaderMap,
 }
 
 /// The opening frame of a durable session.
@@ -124,13 +126,14 @@ impl DurablePeer {
                 .headers_mut()
                 .insert(*name, HeaderValue::from_str(value).expect("header value"));
         }
-        let (ws, _) =
+        let (ws, response) =
             tokio::time::timeout(FRAME_TIMEOUT, tokio_tungstenite::connect_async(request))
                 .await
                 .expect("upgrade timed out")?;
         Ok(Self {
             ws,
             runtime_acked: 0,
+            upgrade_headers: response.headers().clone(),
         })
     }
 
