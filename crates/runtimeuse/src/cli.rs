@@ -52,6 +52,11 @@ pub struct ConnectArgs {
     /// Value to redact from everything the runtime sends back (repeatable).
     #[arg(long = "secret")]
     pub secrets: Vec<String>,
+    /// Survive dropped connections: open a durable session (the runtime's resumable
+    /// sessions) and reconnect after a drop, within the runtime's grace period, with
+    /// nothing lost or printed twice.
+    #[arg(long)]
+    pub resume: bool,
 }
 
 /// `runtimeuse query`.

@@ -2,7 +2,8 @@
 //!
 //! Output goes where a user expects it: assistant text and command stdout on stdout,
 //! command stderr on stderr, the result last. Ctrl-C aborts the call (the runtime cancels
-//! the request and kills its processes) and exits 130.
+//! the request and kills its processes) and exits 130; a second Ctrl-C exits 130 without
+//! waiting for the runtime to confirm.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -21,7 +22,7 @@ use crate::cli::{ConnectArgs, ExecArgs, QueryArgs};
 const INTERRUPTED: u8 = 130;
 
 fn client(args: &ConnectArgs) -> anyhow::Result<RuntimeUseClient> {
-    let mut builder = RuntimeUseClient::builder(&args.ws_url);
+    let mut builder = RuntimeUseClient::builder(&args.ws_url).resume(args.resume);
     if let Some(token) = &args.token {
         builder = builder.auth_token(token);
     }
@@ -40,15 +41,23 @@ fn timeout(args: &ConnectArgs) -> anyhow::Result<Option<Duration>> {
 async fn drive<T>(client: &RuntimeUseClient, mut events: EventStream<T>) -> Result<T, ExitCode> {
     let abort = client.abort_handle();
     let mut interrupted = false;
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
+    let mut ctrl_c = Box::pin(tokio::signal::ctrl_c());
     loop {
         let event = tokio::select! {
             event = events.next() => event,
-            _ = &mut ctrl_c, if !interrupted => {
+            _ = &mut ctrl_c => {
+                if interrupted {
+                    // The runtime has not confirmed the cancel (with --resume it may be
+                    // unreachable for its whole grace period): leave without it.
+                    eprintln!(
+                        "runtimeuse: interrupted again; leaving without the runtime's confirmation (the request may run on until the runtime notices)"
+                    );
+                    return Err(ExitCode::from(INTERRUPTED));
+                }
                 interrupted = true;
-                eprintln!("runtimeuse: interrupted; cancelling the request…");
+                eprintln!("runtimeuse: interrupted; cancelling the request… (Ctrl-C again to leave at once)");
                 abort.abort();
+                ctrl_c = Box::pin(tokio::signal::ctrl_c());
                 continue;
             }
         };
@@ -93,6 +102,19 @@ fn print_event<T>(event: Event<T>) {
     }
 }
 
+/// Says on stderr how often a `--resume` call reconnected, when it did (the result's
+/// `reconnects`).
+fn report_reconnects(metadata: &serde_json::Map<String, serde_json::Value>) {
+    match metadata
+        .get("reconnects")
+        .and_then(serde_json::Value::as_u64)
+    {
+        None | Some(0) => {}
+        Some(1) => eprintln!("runtimeuse: the connection dropped once and was resumed"),
+        Some(n) => eprintln!("runtimeuse: the connection dropped {n} times and was resumed"),
+    }
+}
+
 /// `runtimeuse query`.
 pub async fn query(args: QueryArgs) -> anyhow::Result<ExitCode> {
     let client = client(&args.connect)?;
@@ -110,6 +132,7 @@ pub async fn query(args: QueryArgs) -> anyhow::Result<ExitCode> {
         Ok(result) => result,
         Err(code) => return Ok(code),
     };
+    report_reconnects(&result.metadata);
     match &result.data {
         QueryData::Text(text) => println!("{text}"),
         QueryData::StructuredOutput(value) => {
@@ -146,6 +169,7 @@ pub async fn exec(args: ExecArgs) -> anyhow::Result<ExitCode> {
         Ok(result) => result,
         Err(code) => return Ok(code),
     };
+    report_reconnects(&result.metadata);
     Ok(match result.first_failure() {
         None => ExitCode::SUCCESS,
         Some(failed) => {

@@ -8,6 +8,7 @@ use std::time::Duration;
 use common::start_runtime;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+use runtimeuse_testkit::{CutPlan, CutProxy};
 
 async fn run(args: Vec<String>) -> Output {
     tokio::task::spawn_blocking(move || {
@@ -132,4 +133,98 @@ async fn ctrl_c_cancels_the_remote_command_and_exits_130() {
         common::wait_gone(remote, Duration::from_secs(5)).await,
         "remote command survived"
     );
+}
+
+/// `exec` of a command printing 5,000 numbered lines (about 60 KB of output frames)
+/// through a proxy that cuts each of the first two connections after 8 KB.
+async fn exec_through_cuts(resume: bool) -> (Output, CutProxy, String) {
+    let runtime = start_runtime(|_| {}).await;
+    let proxy = CutProxy::to_url(&runtime.ws_url()).await.unwrap();
+    proxy.set_plan(Some(CutPlan::after_bytes(8 * 1024).times(2)));
+    let mut args = vec!["exec".to_owned(), proxy.ws_url()];
+    if resume {
+        args.push("--resume".into());
+    }
+    args.extend(["--".into(), "seq -f 'line %g' 1 5000; exit 3".into()]);
+    let out = run(args).await;
+    let expected: String = (1..=5000).map(|i| format!("line {i}\n")).collect();
+    drop(runtime);
+    (out, proxy, expected)
+}
+
+#[tokio::test]
+async fn exec_with_resume_survives_cuts_with_its_output_whole_and_its_exit_code() {
+    let (out, proxy, expected) = exec_through_cuts(true).await;
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert_eq!(proxy.cuts(), 2, "both planned cuts happened");
+    assert!(
+        text(&out.stdout) == expected,
+        "stdout is every line once and in order ({} bytes, expected {}); stderr: {stderr}",
+        out.stdout.len(),
+        expected.len()
+    );
+    assert_eq!(
+        stderr,
+        "runtimeuse: the connection dropped 2 times and was resumed\n"
+    );
+}
+
+#[tokio::test]
+async fn exec_without_resume_ends_at_the_first_cut() {
+    let (out, proxy, expected) = exec_through_cuts(false).await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert_eq!(proxy.cuts(), 1);
+    assert!(
+        out.stdout.len() < expected.len(),
+        "the output was cut short"
+    );
+}
+
+#[tokio::test]
+async fn a_second_ctrl_c_leaves_at_once_while_a_resume_waits_for_the_runtime() {
+    let runtime = start_runtime(|_| {}).await;
+    let proxy = CutProxy::to_url(&runtime.ws_url()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let pid_file = dir.path().join("pid");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_runtimeuse"))
+        .args(["exec", &proxy.ws_url(), "--resume", "--"])
+        .arg(format!("echo $$ > {}; exec sleep 1000", pid_file.display()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let remote = common::read_pid_file(&pid_file).await;
+    // The runtime becomes unreachable: the client keeps trying to resume, for the
+    // runtime's grace period (120 s), and the cancel cannot reach it.
+    proxy.set_refusing(true);
+    proxy.cut();
+    let pid = Pid::from_raw(i32::try_from(child.id()).unwrap());
+    kill(pid, Signal::SIGINT).unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the first Ctrl-C waits for the runtime's confirmation"
+    );
+    kill(pid, Signal::SIGINT).unwrap();
+    let waited = tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
+        while started.elapsed() < Duration::from_secs(30) {
+            if let Some(status) = child.try_wait().unwrap() {
+                let mut stderr = String::new();
+                std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr)
+                    .unwrap();
+                return Some((status, stderr));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        None
+    })
+    .await
+    .unwrap();
+    let _ = kill(Pid::from_raw(remote), Signal::SIGKILL);
+    let (status, stderr) = waited.expect("the second Ctrl-C left within 30 s");
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted again"), "{stderr}");
 }
