@@ -106,19 +106,28 @@ async fn exec_against_nothing_fails_with_the_url() {
     assert!(text(&out.stderr).contains(&url), "{}", text(&out.stderr));
 }
 
-#[tokio::test]
-async fn ctrl_c_cancels_the_remote_command_and_exits_130() {
-    let runtime = start_runtime(|_| {}).await;
+/// Starts `runtimeuse exec ARGS -- sleep 1000` (stderr piped); returns it once the remote
+/// command runs, with the remote command's pid.
+async fn exec_sleeping(args: &[&str]) -> (std::process::Child, i32) {
     let dir = tempfile::tempdir().unwrap();
     let pid_file = dir.path().join("pid");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_runtimeuse"))
-        .args(["exec", &runtime.ws_url(), "--"])
+    let child = Command::new(env!("CARGO_BIN_EXE_runtimeuse"))
+        .arg("exec")
+        .args(args)
+        .arg("--")
         .arg(format!("echo $$ > {}; exec sleep 1000", pid_file.display()))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let remote = common::read_pid_file(&pid_file).await;
+    (child, remote)
+}
+
+#[tokio::test]
+async fn ctrl_c_cancels_the_remote_command_and_exits_130() {
+    let runtime = start_runtime(|_| {}).await;
+    let (mut child, remote) = exec_sleeping(&[&runtime.ws_url()]).await;
     kill(
         Pid::from_raw(i32::try_from(child.id()).unwrap()),
         Signal::SIGINT,
@@ -185,16 +194,7 @@ async fn exec_without_resume_ends_at_the_first_cut() {
 async fn a_second_ctrl_c_leaves_at_once_while_a_resume_waits_for_the_runtime() {
     let runtime = start_runtime(|_| {}).await;
     let proxy = CutProxy::to_url(&runtime.ws_url()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let pid_file = dir.path().join("pid");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_runtimeuse"))
-        .args(["exec", &proxy.ws_url(), "--resume", "--"])
-        .arg(format!("echo $$ > {}; exec sleep 1000", pid_file.display()))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let remote = common::read_pid_file(&pid_file).await;
+    let (mut child, remote) = exec_sleeping(&[&proxy.ws_url(), "--resume"]).await;
     // The runtime becomes unreachable: the client keeps trying to resume, for the
     // runtime's grace period (120 s), and the cancel cannot reach it.
     proxy.set_refusing(true);
